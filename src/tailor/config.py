@@ -1,0 +1,319 @@
+"""Run configuration: one YAML file + dotted overrides, validated before anything loads."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+
+class ConfigError(Exception):
+    """A user mistake in the configuration; str() lists every problem at once."""
+
+    def __init__(self, source: str, problems: list[str]):
+        self.source, self.problems = source, problems
+        super().__init__(f"config {source}\n" + "\n".join(f"  {p}" for p in problems))
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class ArchConfig(Strict):
+    """A model initialised from scratch (no pre-trained weights)."""
+
+    family: Literal["gpt2", "llama", "gpt_neox"] = "gpt2"
+    n_layer: int = Field(4, gt=0, description="transformer blocks")
+    n_embd: int = Field(256, gt=0, description="hidden width")
+    n_head: int = Field(4, gt=0, description="attention heads")
+    context: int = Field(256, gt=0, description="maximum sequence length")
+    dropout: float = Field(0.0, ge=0, lt=1)
+    vocab_size: int | None = Field(None, gt=0, description="default: the tokenizer's size")
+
+
+class ModelConfig(Strict):
+    path: str = Field(
+        "tailor-tiny",
+        description="tailor-tiny, a local Hugging Face directory, a hub id, or a tailor run directory",
+    )
+    arch: ArchConfig | None = Field(None, description="initialise this architecture from scratch")
+    tokenizer: str | None = Field(None, description="tokenizer location if not beside the model")
+    trust_remote_code: bool = False
+    revision: str | None = None
+
+
+class SplitConfig(Strict):
+    validation: float = Field(0.1, ge=0, description="fraction (<1) or count of examples")
+    test: float = Field(0.1, ge=0, description="fraction (<1) or count of examples")
+
+
+class DataConfig(Strict):
+    train: list[str] = Field(default_factory=list, description="file(s) or folder(s)")
+    validation: list[str] = Field(default_factory=list)
+    test: list[str] = Field(default_factory=list)
+    split: SplitConfig = SplitConfig()
+    fields: dict[str, str] = Field(
+        default_factory=dict, description="canonical field -> column in your files, e.g. text: sentence"
+    )
+    max_length: int | None = Field(None, gt=0, description="tokens per example; default: the model's context")
+    limit: int | None = Field(None, gt=0, description="use only the first N training records")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _listify(cls, v: Any) -> Any:
+        if isinstance(v, dict):
+            v = dict(v)
+            for key in ("train", "validation", "test"):
+                if isinstance(v.get(key), str):
+                    v[key] = [v[key]]
+                elif v.get(key) is None and key in v:
+                    v[key] = []
+        return v
+
+
+TaskType = Literal["lm", "classification", "regression", "qa", "chat", "multitask"]
+
+
+class TaskConfig(Strict):
+    type: TaskType = "lm"
+    name: str | None = Field(None, description="task name (multitask: the head's name)")
+    method: Literal["head", "generative"] = Field(
+        "head", description="classification: a task layer, or the label words as the continuation"
+    )
+    labels: list[str] | None = Field(None, description="label names; default: from the training data")
+    label_words: dict[str, str] | None = Field(None, description="generative: label -> text the model says")
+    prompt: str | None = Field(None, description="generative template, e.g. 'Review: {text}\\nSentiment:'")
+    class_weights: Literal["none", "balanced"] | list[float] = "none"
+    label_smoothing: float = Field(0.0, ge=0, lt=1)
+    few_shot: int = Field(0, ge=0, description="baseline: k labelled examples in the prompt")
+    loss_on: Literal["assistant", "last", "all"] = Field(
+        "assistant", description="chat: which tokens are trained"
+    )
+    qa_mode: Literal["extractive", "generative"] = "extractive"
+    stride: int = Field(64, gt=0, description="extractive QA: overlap of context windows, in tokens")
+    weight: float = Field(1.0, gt=0, description="multitask: loss weight")
+    data: DataConfig | None = Field(None, description="multitask: this sub-task's data")
+    tasks: list[TaskConfig] = Field(default_factory=list, description="multitask: the sub-tasks")
+    sampling: Literal["proportional", "uniform", "temperature"] = "proportional"
+    temperature: float = Field(2.0, gt=0, description="multitask temperature sampling")
+
+    @model_validator(mode="after")
+    def _multitask(self) -> TaskConfig:
+        if self.type == "multitask" and not self.tasks:
+            raise ValueError("multitask needs a list of sub-tasks under task.tasks")
+        return self
+
+
+class LoraSettings(Strict):
+    r: int = Field(8, gt=0)
+    alpha: float = Field(16, gt=0)
+    dropout: float = Field(0.05, ge=0, lt=1)
+    target_modules: list[str] | None = Field(None, description="default: per-architecture attention/MLP")
+
+
+class StrategyConfig(Strict):
+    name: Literal["full", "head", "top_k", "llrd", "gradual", "lora"] = "full"
+    k: int = Field(2, ge=0, description="top_k: number of top blocks that train")
+    decay: float = Field(0.8, gt=0, le=1, description="llrd: lr multiplier per block of depth")
+    head_lr_mult: float = Field(1.0, gt=0, description="task layers' lr = train.lr * this")
+    unfreeze_every: int = Field(50, gt=0, description="gradual: steps between unfreezing blocks")
+    trainable: list[str] | None = Field(
+        None, description="head, generative tasks: parameter name fragments that train"
+    )
+    lora: LoraSettings = LoraSettings()
+
+
+class EarlyStopping(Strict):
+    patience: int | None = Field(None, gt=0, description="evaluations without improvement")
+    min_delta: float = Field(0.0, ge=0)
+
+
+class TrainConfig(Strict):
+    epochs: float = Field(3.0, gt=0)
+    max_steps: int | None = Field(None, gt=0, description="stop after this many optimiser steps")
+    batch_size: int = Field(16, gt=0, description="examples per forward pass")
+    grad_accum: int = Field(1, gt=0, description="forward passes per optimiser step")
+    lr: float | None = Field(None, gt=0, description="peak learning rate; default per task")
+    optimizer: Literal["adamw", "sgd", "adafactor"] = "adamw"
+    weight_decay: float = Field(0.01, ge=0)
+    momentum: float = Field(0.9, ge=0, lt=1)
+    schedule: Literal["linear", "cosine", "constant"] = "linear"
+    warmup: float = Field(0.05, ge=0, description="fraction of steps (<1) or a step count")
+    max_grad_norm: float | None = Field(1.0, gt=0)
+    dropout: float | None = Field(None, ge=0, lt=1, description="override the model's dropout")
+    precision: Literal["auto", "bf16", "fp32"] = "auto"
+    eval_every: int | None = Field(None, gt=0, description="steps; default: 4 times per run")
+    log_every: int = Field(10, gt=0)
+    metric: str | None = Field(None, description="metric that picks the best checkpoint")
+    early_stopping: EarlyStopping = EarlyStopping()
+    save_every: int | None = Field(None, gt=0, description="checkpoint every N steps")
+    packing: bool = Field(True, description="lm: concatenate documents into full blocks")
+
+
+class EvalConfig(Strict):
+    baseline: bool = Field(True, description="also score the pre-trained model on the same split")
+    batch_size: int = Field(32, gt=0)
+    max_examples: int | None = Field(None, gt=0, description="cap on validation examples during training")
+    max_new_tokens: int = Field(64, gt=0, description="generative evaluation")
+    samples: int = Field(8, ge=0, description="sample generations shown in the report")
+
+
+TASK_LR = {"lm": 3e-4, "classification": 5e-4, "regression": 5e-4, "qa": 5e-4, "chat": 3e-4, "multitask": 5e-4}
+
+
+class RunConfig(Strict):
+    name: str = Field("run", description="runs/<name>-<nnn>/")
+    output_dir: str = "runs"
+    seed: int = 0
+    model: ModelConfig = ModelConfig()
+    data: DataConfig = DataConfig()
+    task: TaskConfig = TaskConfig()
+    strategy: StrategyConfig = StrategyConfig()
+    train: TrainConfig = TrainConfig()
+    eval: EvalConfig = EvalConfig()
+
+    @model_validator(mode="before")
+    @classmethod
+    def _shorthands(cls, v: Any) -> Any:
+        if isinstance(v, dict):
+            v = dict(v)
+            if isinstance(v.get("model"), str):
+                v["model"] = {"path": v["model"]}
+            if isinstance(v.get("task"), str):
+                v["task"] = {"type": v["task"]}
+            if isinstance(v.get("strategy"), str):
+                v["strategy"] = {"name": v["strategy"]}
+        return v
+
+    def resolved(self) -> RunConfig:
+        """A copy with every per-task default filled in."""
+        cfg = self.model_copy(deep=True)
+        if cfg.train.lr is None:
+            cfg.train.lr = TASK_LR[cfg.task.type]
+        if cfg.train.metric is None:
+            cfg.train.metric = DEFAULT_METRIC[cfg.task.type]
+        return cfg
+
+
+DEFAULT_METRIC = {
+    "lm": "loss",
+    "classification": "macro_f1",
+    "regression": "mse",
+    "qa": "f1",
+    "chat": "token_f1",
+    "multitask": "score",
+}
+
+
+def parse_overrides(items: list[str]) -> tuple[dict, list[str]]:
+    """`a.b=v` strings -> nested dict (values parsed as YAML) and a list of problems."""
+    out: dict = {}
+    problems = []
+    for item in items:
+        key, sep, raw = item.partition("=")
+        if not sep or not key:
+            problems.append(f"override '{item}': expected key=value, e.g. train.lr=3e-4")
+            continue
+        try:
+            value = yaml.safe_load(raw) if raw != "" else None
+        except yaml.YAMLError:
+            value = raw
+        node = out
+        parts = key.strip().split(".")
+        for part in parts[:-1]:
+            node = node.setdefault(part, {})
+            if not isinstance(node, dict):
+                problems.append(f"override '{item}': '{part}' is not a section")
+                break
+        else:
+            node[parts[-1]] = value
+    return out, problems
+
+
+def merge(base: dict, extra: dict) -> dict:
+    """Recursive dict merge; `extra` wins."""
+    out = dict(base)
+    for k, v in extra.items():
+        if isinstance(v, dict) and isinstance(out.get(k), dict):
+            out[k] = merge(out[k], v)
+        elif isinstance(v, dict) and isinstance(out.get(k), str) and k in ("model", "task", "strategy"):
+            key = {"model": "path", "task": "type", "strategy": "name"}[k]
+            out[k] = merge({key: out[k]}, v)
+        else:
+            out[k] = v
+    return out
+
+
+def describe_error(err: dict) -> str:
+    loc = ".".join(str(p) for p in err["loc"] if not str(p).startswith("function-"))
+    kind, got = err["type"], err.get("input")
+    if kind == "extra_forbidden":
+        return f"{loc}: unknown key (check the spelling; every key is listed in docs/config.md)"
+    if kind == "literal_error":
+        allowed = err["ctx"]["expected"].replace("'", "")
+        return f"{loc}: {got!r} is not one of {allowed.replace(' or ', ', ')}"
+    if kind in ("greater_than", "greater_than_equal", "less_than", "less_than_equal"):
+        op = {"greater_than": ">", "greater_than_equal": ">=", "less_than": "<", "less_than_equal": "<="}
+        bound = f"{next(iter(err['ctx'].values())):g}"
+        return f"{loc}: must be {op[kind]} {bound} (got {got!r})"
+    msg = err["msg"].removeprefix("Value error, ")
+    return f"{loc}: {msg} (got {got!r})" if loc else msg
+
+
+def validate(raw: dict, source: str = "<config>") -> RunConfig:
+    """Validate a raw dict; every problem is collected into one ConfigError."""
+    try:
+        return RunConfig.model_validate(raw)
+    except ValidationError as e:
+        raise ConfigError(source, [describe_error(err) for err in e.errors()]) from None
+
+
+def load_config(path: str | Path | None, overrides: list[str] = ()) -> RunConfig:
+    """Read YAML (or nothing), apply dotted overrides, validate, fill per-task defaults."""
+    raw: dict = {}
+    source = str(path) if path else "<command line>"
+    if path is not None:
+        p = Path(path)
+        if not p.is_file():
+            raise ConfigError(source, [f"file not found: {p} (give the path to a YAML config)"])
+        try:
+            raw = yaml.safe_load(p.read_text()) or {}
+        except yaml.YAMLError as e:
+            mark = getattr(e, "context_mark", None) or getattr(e, "problem_mark", None)
+            where = f"line {mark.line + 1}: " if mark else ""
+            raise ConfigError(source, [f"{where}not valid YAML ({getattr(e, 'problem', e)})"]) from None
+        if not isinstance(raw, dict):
+            raise ConfigError(source, ["the top level must be a mapping of sections (model, data, task, ...)"])
+        raw.setdefault("name", p.stem)
+        _relative_paths(raw, p.parent)
+    extra, problems = parse_overrides(list(overrides))
+    if problems:
+        raise ConfigError(source, problems)
+    return validate(merge(raw, extra), source).resolved()
+
+
+def _relative_paths(raw: dict, base: Path) -> None:
+    """Data paths in a config file are relative to the file, if they exist there."""
+
+    def fix(section: Any) -> None:
+        if not isinstance(section, dict):
+            return
+        for key in ("train", "validation", "test"):
+            vals = section.get(key)
+            items = [vals] if isinstance(vals, str) else vals if isinstance(vals, list) else []
+            fixed = [str(base / v) if isinstance(v, str) and (base / v).exists() and not Path(v).exists() else v for v in items]
+            if items:
+                section[key] = fixed[0] if isinstance(vals, str) else fixed
+
+    fix(raw.get("data"))
+    task = raw.get("task")
+    if isinstance(task, dict):
+        for sub in task.get("tasks") or []:
+            if isinstance(sub, dict):
+                fix(sub.get("data"))
+
+
+def save_config(cfg: RunConfig, path: Path) -> None:
+    path.write_text(yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False))

@@ -1,0 +1,124 @@
+"""Read, check, split and encode a run's data: everything before the model is loaded."""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from tailor.config import DataConfig, RunConfig
+from tailor.data.batching import Encoded
+from tailor.data.check import (
+    DataReport,
+    check_label_coverage,
+    check_schema,
+    find_duplicates,
+    token_statistics,
+)
+from tailor.data.readers import DataError, Problem, apply_field_map, read_records
+from tailor.data.split import record_id, split_records
+from tailor.tasks.base import Task, encode_split
+
+SPLITS = ("train", "validation", "test")
+
+
+@dataclass
+class Prepared:
+    records: dict[str, list[dict]]
+    encoded: dict[str, Encoded]
+    report: DataReport
+    files: dict[str, str] = field(default_factory=dict)  # path -> sha256
+
+    def split_ids(self) -> dict[str, list[str]]:
+        return {name: [record_id(r) for r in recs] for name, recs in self.records.items()}
+
+
+def file_hash(path: Path) -> str:
+    h = hashlib.sha256()
+    with path.open("rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def _read(paths: list[str], data: DataConfig, problems: list[Problem], files: dict[str, str]) -> list[dict]:
+    records: list[dict] = []
+    for p in paths:
+        recs, probs = read_records(p)
+        problems += probs
+        path = Path(p)
+        for f in sorted(path.rglob("*")) if path.is_dir() else [path]:
+            if f.is_file():
+                files[str(f)] = file_hash(f)
+        if data.fields:
+            recs, probs = apply_field_map(recs, data.fields)
+            problems += probs
+        records += recs
+    return records
+
+
+def read_splits(data: DataConfig, seed: int, stratify: str | None) -> tuple[dict[str, list[dict]], list[Problem], dict[str, str]]:
+    """Records per split: the given files, or a seeded split of the training file(s)."""
+    problems: list[Problem] = []
+    files: dict[str, str] = {}
+    if not data.train:
+        raise DataError([Problem("error", "<config>", None, "data.train", "no training data: set data.train to a file or folder")])
+    splits = {name: _read(getattr(data, name), data, problems, files) for name in SPLITS}
+    if data.limit:
+        splits["train"] = splits["train"][: data.limit]
+    missing = [s for s in ("validation", "test") if not getattr(data, s)]
+    if missing and not any(p.severity == "error" for p in problems):
+        sizes = {s: (getattr(data.split, s) if s in missing else 0) for s in ("validation", "test")}
+        sizes = {k: int(v) if v >= 1 else v for k, v in sizes.items()}
+        parts = split_records(splits["train"], sizes["validation"], sizes["test"], seed, stratify=stratify)
+        splits["train"] = parts["train"]
+        for s in missing:
+            splits[s] = parts[s]
+    return splits, problems, files
+
+
+def prepare(cfg: RunConfig, data: DataConfig, task: Task, tok: Any, max_length: int) -> Prepared:
+    """Read, split, check and encode; raise DataError (every problem, with lines) on errors."""
+    schema = task.schema()
+    label_field = next((f.name for f in schema.fields if f.kind == "label"), None)
+    splits, problems, files = read_splits(data, cfg.seed, label_field)
+    if not any(p.severity == "error" for p in problems):
+        for recs in splits.values():
+            problems += check_schema(recs, schema)
+        if label_field:
+            problems += check_label_coverage(splits, label_field)
+        key = getattr(task, "dedup_key", None) or (lambda r: str(r.get("text", "")))
+        problems += find_duplicates(splits, key)
+    errors = [p for p in problems if p.severity == "error"]
+    if errors:
+        raise DataError(problems)
+    task.fit_labels(splits["train"])
+    encoded = {name: encode_split(task, recs, tok, max_length) for name, recs in splits.items()}
+    problems += getattr(task, "encode_problems", lambda: [])()
+    errors = [p for p in problems if p.severity == "error"]
+    if errors:
+        raise DataError(problems)
+    lengths = {name: enc.fields.get("full_length", enc.lengths) for name, enc in encoded.items()}
+    stats = token_statistics(lengths, max_length, epochs=cfg.train.epochs)
+    report = DataReport(problems=problems, stats=stats, splits={k: len(v) for k, v in splits.items()})
+    return Prepared(records=splits, encoded=encoded, report=report, files=files)
+
+
+def check_file(file: Path, task_type: str, config: Path | None, overrides: list[str]) -> DataReport:
+    """`tailor data check`: the run's data checks on one file (split as a run would split it)."""
+    from tailor.config import load_config
+    from tailor.models.load import load_tokenizer_for
+    from tailor.tasks import build_task
+
+    over = [f"data.train={file}", *overrides]
+    if config is None:
+        over.append(f"task.type={task_type}")
+    cfg = load_config(config, over)
+    tok, _ = load_tokenizer_for(cfg.model)
+    task = build_task(cfg.task, cfg)
+    max_length = cfg.data.max_length or min(getattr(tok, "model_max_length", 1024) or 1024, 2048)
+    try:
+        return prepare(cfg, cfg.data, task, tok, max_length).report
+    except DataError as e:
+        return DataReport(problems=e.problems, stats={}, splits={})

@@ -1,0 +1,190 @@
+"""Backbone + tokenizer from tailor-tiny, a directory, a hub id, a previous run, or an architecture."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from transformers import (
+    AutoModelForCausalLM,
+    AutoTokenizer,
+    GPT2Config,
+    GPTNeoXConfig,
+    LlamaConfig,
+    PreTrainedModel,
+    PreTrainedTokenizerBase,
+)
+
+from tailor.config import ArchConfig, ModelConfig
+
+TINY_DIR = Path(__file__).resolve().parent.parent / "assets" / "tailor-tiny"
+
+
+class ModelLoadError(Exception):
+    """The model could not be loaded; the message says what was tried and what to do."""
+
+
+@dataclass
+class Source:
+    kind: str  # tiny | dir | run | hub | scratch
+    location: str
+    run: dict | None = None  # tailor.json of a run used as the model
+    lineage: list[dict] = field(default_factory=list)
+
+
+def locate(cfg: ModelConfig) -> Source:
+    """Decide where the model comes from, without loading it."""
+    if cfg.arch is not None:
+        return Source("scratch", cfg.arch.family)
+    ref = cfg.path
+    if ref == "tailor-tiny":
+        if not (TINY_DIR / "config.json").is_file():
+            raise ModelLoadError(
+                f"the bundled model tailor-tiny is missing from {TINY_DIR}; "
+                "rebuild it with `tailor pretrain examples/pretrain-tiny.yaml` (see README)"
+            )
+        return Source("tiny", str(TINY_DIR))
+    p = Path(ref).expanduser()
+    if p.exists():
+        if not p.is_dir():
+            raise ModelLoadError(f"model.path {ref} is a file; point it at a model directory")
+        if (p / "tailor.json").is_file() and (p / "model").is_dir():
+            run = json.loads((p / "tailor.json").read_text())
+            lineage = run.get("lineage", []) + [{"run": str(p.resolve()), "task": run.get("task")}]
+            return Source("run", str(p / "model"), run=run, lineage=lineage)
+        if (p / "config.json").is_file():
+            return Source("dir", str(p))
+        raise ModelLoadError(
+            f"model.path {ref} is a directory but not a model: it has no config.json "
+            "(a Hugging Face model directory) and no tailor.json (a tailor run)"
+        )
+    looks_local = ref.startswith((".", "/", "~")) or ref.count("/") > 1 or ref.endswith((".yaml", ".json"))
+    if looks_local:
+        raise ModelLoadError(f"model.path {ref}: no such directory")
+    return Source("hub", ref)
+
+
+def build_scratch(arch: ArchConfig, tokenizer: PreTrainedTokenizerBase) -> PreTrainedModel:
+    """A randomly initialised model of the given family and size."""
+    vocab = arch.vocab_size or len(tokenizer)
+    ids = dict(bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id)
+    if arch.family == "gpt2":
+        config = GPT2Config(
+            vocab_size=vocab, n_positions=arch.context, n_embd=arch.n_embd, n_layer=arch.n_layer,
+            n_head=arch.n_head, resid_pdrop=arch.dropout, embd_pdrop=arch.dropout, attn_pdrop=arch.dropout, **ids,
+        )
+    elif arch.family == "llama":
+        config = LlamaConfig(
+            vocab_size=vocab, hidden_size=arch.n_embd, intermediate_size=int(arch.n_embd * 8 / 3) // 8 * 8,
+            num_hidden_layers=arch.n_layer, num_attention_heads=arch.n_head, num_key_value_heads=arch.n_head,
+            max_position_embeddings=arch.context, attention_dropout=arch.dropout, tie_word_embeddings=True, **ids,
+        )
+    else:
+        config = GPTNeoXConfig(
+            vocab_size=vocab, hidden_size=arch.n_embd, intermediate_size=4 * arch.n_embd,
+            num_hidden_layers=arch.n_layer, num_attention_heads=arch.n_head, max_position_embeddings=arch.context,
+            hidden_dropout=arch.dropout, attention_dropout=arch.dropout, tie_word_embeddings=True, **ids,
+        )
+    return AutoModelForCausalLM.from_config(config)
+
+
+def load_tokenizer(location: str, cfg: ModelConfig, local_only: bool) -> PreTrainedTokenizerBase:
+    tok = AutoTokenizer.from_pretrained(
+        location, trust_remote_code=cfg.trust_remote_code, revision=cfg.revision, local_files_only=local_only
+    )
+    if tok.pad_token is None:  # most causal LMs ship without one; eos is safe since padding is masked
+        tok.pad_token = tok.eos_token if tok.eos_token is not None else tok.unk_token
+    if tok.pad_token is None:
+        tok.add_special_tokens({"pad_token": "<|pad|>"})
+    tok.padding_side = "right"
+    return tok
+
+
+def load_tokenizer_for(cfg: ModelConfig) -> tuple[PreTrainedTokenizerBase, Source]:
+    """Find the model and load its tokenizer (cheap: lets the data checks run before the model loads)."""
+    src = locate(cfg)
+    if src.kind == "scratch":
+        location = cfg.tokenizer or (cfg.path if cfg.path != "tailor-tiny" else str(TINY_DIR))
+    else:
+        location = cfg.tokenizer or src.location  # a run keeps its tokenizer in model/
+    try:
+        return load_tokenizer(location, cfg, local_only=src.kind != "hub"), src
+    except (OSError, ValueError) as e:
+        raise ModelLoadError(_explain(src, e)) from None
+
+
+def load_backbone(cfg: ModelConfig, tok: PreTrainedTokenizerBase, src: Source) -> PreTrainedModel:
+    """The causal LM itself: built from scratch, or read from safetensors."""
+    if src.kind == "scratch":
+        return build_scratch(cfg.arch, tok)
+    try:
+        if src.run is not None and (Path(src.location) / "adapter_config.json").is_file():
+            model = _merged_adapter(src, cfg)
+        else:
+            model = AutoModelForCausalLM.from_pretrained(
+                src.location, trust_remote_code=cfg.trust_remote_code, revision=cfg.revision,
+                local_files_only=src.kind != "hub", use_safetensors=True, dtype=torch.float32,
+            )
+    except (OSError, ValueError) as e:
+        raise ModelLoadError(_explain(src, e)) from None
+    if len(tok) > model.get_input_embeddings().weight.shape[0]:
+        model.resize_token_embeddings(len(tok))
+    return model
+
+
+def _merged_adapter(src: Source, cfg: ModelConfig) -> PreTrainedModel:
+    """A LoRA run: its base model with the adapter merged in."""
+    from peft import PeftModel
+
+    base_cfg = cfg.model_copy(update={"path": src.run["base"]["location"], "arch": None, "tokenizer": None})
+    base_tok, base_src = load_tokenizer_for(base_cfg)
+    base = load_backbone(base_cfg, base_tok, base_src)
+    return PeftModel.from_pretrained(base, src.location).merge_and_unload()
+
+
+def load(cfg: ModelConfig) -> tuple[PreTrainedModel, PreTrainedTokenizerBase, Source]:
+    """Load (or build) the backbone and its tokenizer. Raises ModelLoadError with a clear message."""
+    tok, src = load_tokenizer_for(cfg)
+    return load_backbone(cfg, tok, src), tok, src
+
+
+def _explain(src: Source, e: Exception) -> str:
+    first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+    if src.kind == "hub":
+        return (
+            f"could not load '{src.location}': it is not a local directory, and the Hugging Face hub "
+            f"could not provide it ({first}). Without network access, download the model elsewhere and "
+            "set model.path to the local directory that holds config.json and model.safetensors"
+        )
+    return f"could not load the model in {src.location}: {first}"
+
+
+def directory_hash(path: str | Path) -> str:
+    """Short sha256 over a model directory's config and weight files."""
+    h = hashlib.sha256()
+    for f in sorted(Path(path).glob("*")):
+        if f.suffix in (".json", ".safetensors") and f.is_file():
+            h.update(f.name.encode())
+            with f.open("rb") as fh:
+                for chunk in iter(lambda: fh.read(1 << 20), b""):
+                    h.update(chunk)
+    return h.hexdigest()[:16]
+
+
+def set_dropout(model: torch.nn.Module, p: float) -> None:
+    """Override every dropout probability in the model."""
+    for m in model.modules():
+        if isinstance(m, torch.nn.Dropout):
+            m.p = p
+
+
+def context_length(model: PreTrainedModel) -> int:
+    c = model.config
+    for name in ("n_positions", "max_position_embeddings", "n_ctx", "seq_length"):
+        v = getattr(c, name, None)
+        if isinstance(v, int) and v > 0:
+            return v
+    return 1024

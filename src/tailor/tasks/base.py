@@ -1,0 +1,84 @@
+"""The Task protocol: data format + head + loss + predictions + metrics, so the loop never asks which task."""
+
+from __future__ import annotations
+
+import contextlib
+from typing import Any, Protocol
+
+import torch
+from torch import Tensor, nn
+
+from tailor.data.batching import Encoded, from_examples, iterate, sequential_order
+from tailor.data.check import Schema
+
+LOWER_IS_BETTER = {"loss", "perplexity", "mse", "rmse", "mae"}
+
+
+class Task(Protocol):
+    name: str
+    type: str
+
+    def schema(self) -> Schema:
+        """Fields each record must have, for the data checks."""
+
+    def fit_labels(self, train_records: list[dict]) -> None:
+        """Learn what the task needs from the training records (label set...); may be a no-op."""
+
+    def encode(self, record: dict, tok: Any, max_length: int) -> dict:
+        """One record -> features: input_ids, labels?, scalar fields."""
+
+    def build_heads(self, hidden_size: int) -> dict[str, nn.Module]:
+        """Task layers to add to the backbone (empty for generative tasks)."""
+
+    def loss(self, model: Any, batch: dict[str, Tensor]) -> Tensor:
+        """Mean training loss of a batch."""
+
+    def predict(self, model: Any, batch: dict[str, Tensor]) -> list:
+        """One prediction per example (or per batch, for LM statistics)."""
+
+    def references(self, batch: dict[str, Tensor]) -> list:
+        """The gold answers matching predict()'s output."""
+
+    def metrics(self, predictions: list, references: list) -> dict[str, float]:
+        """Aggregate metrics; may include non-float extras (per_class, confusion)."""
+
+    def zero_shot(self, model: Any, batch: dict[str, Tensor]) -> list:
+        """How the un-tuned pre-trained model is scored on the same batch."""
+
+    def info(self) -> dict:
+        """What must be saved with the run to use it later (labels, templates...)."""
+
+
+def encode_split(task: Task, records: list[dict], tok: Any, max_length: int) -> Encoded:
+    """Encode records with the task (tasks that pack or window override by defining encode_split)."""
+    custom = getattr(task, "encode_split", None)
+    if custom is not None:
+        return custom(records, tok, max_length)
+    return from_examples((task.encode(r, tok, max_length) for r in records), index=range(len(records)))
+
+
+def better(metric: str, new: float, old: float | None, min_delta: float = 0.0) -> bool:
+    """Is `new` an improvement on `old` for this metric?"""
+    if old is None:
+        return True
+    if metric.split("/")[-1] in LOWER_IS_BETTER:
+        return new < old - min_delta
+    return new > old + min_delta
+
+
+@torch.no_grad()
+def evaluate_task(task: Task, model: Any, data: Encoded, batch_size: int, pad_id: int, acc: Any = None,
+                  limit: int | None = None, zero_shot: bool = False) -> dict:
+    """Metrics of `task` on `data`; predictions are kept (one small item each), logits never are."""
+    model.eval()
+    lengths = data.lengths if limit is None else data.lengths[:limit]
+    predictions: list = []
+    references: list = []
+    device = acc.device if acc is not None else next(model.parameters()).device
+    autocast = acc.autocast() if acc is not None else contextlib.nullcontext()
+    with autocast:
+        for batch in iterate(data, sequential_order(lengths, batch_size), pad_id):
+            batch = {k: v.to(device) for k, v in batch.items()}
+            predictions += (task.zero_shot if zero_shot else task.predict)(model, batch)
+            references += task.references(batch)
+    return task.metrics(predictions, references)

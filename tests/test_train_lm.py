@@ -1,0 +1,118 @@
+"""End to end through the real CLI: language modelling on a tiny model built in the test."""
+
+import json
+import random
+
+import pytest
+import torch
+import yaml
+from transformers import AutoModelForCausalLM, AutoTokenizer
+from typer.testing import CliRunner
+
+from tailor.cli import app
+
+WORDS = "the a small red blue quiet machine valve pump filter was is checked replaced cleaned noisy fine".split()
+
+
+def corpus(path, n_docs, seed):
+    rng = random.Random(seed)
+    docs = [" ".join(rng.choice(WORDS) for _ in range(rng.randint(5, 60))) + "." for _ in range(n_docs)]
+    path.write_text("\n\n".join(docs) + "\n")
+    return path
+
+
+@pytest.fixture(scope="module")
+def tiny_gpt2(tmp_path_factory, make_tokenizer, make_tiny_model):
+    root = tmp_path_factory.mktemp("tiny")
+    tok = make_tokenizer(root)
+    return make_tiny_model("gpt2", tok, root / "gpt2")
+
+
+def write_config(tmp_path, model_dir, **train):
+    cfg = {
+        "name": "lm", "output_dir": str(tmp_path / "runs"), "model": str(model_dir), "task": "lm",
+        "data": {"train": str(corpus(tmp_path / "notes.txt", 120, 0)), "max_length": 32},
+        "train": {"max_steps": 6, "batch_size": 8, "lr": 3e-3, "log_every": 1, "eval_every": 3, **train},
+    }
+    p = tmp_path / "lm.yaml"
+    p.write_text(yaml.safe_dump(cfg))
+    return p
+
+
+def run_cli(*args):
+    result = CliRunner().invoke(app, [str(a) for a in args])
+    assert result.exit_code == 0, result.output
+    return result
+
+
+def test_lm_run_writes_everything_and_beats_baseline(tmp_path, tiny_gpt2):
+    cfg = write_config(tmp_path, tiny_gpt2, max_steps=30)
+    run_cli("train", cfg)
+    run = tmp_path / "runs" / "lm-001"
+    for name in ("config.yaml", "data.json", "split.json", "metrics.jsonl", "metrics.json", "report.md",
+                 "loss_curve.png", "tailor.json", "model/config.json", "model/model.safetensors"):
+        assert (run / name).exists(), name
+    metrics = json.loads((run / "metrics.json").read_text())
+    base, tuned = metrics["baseline"]["test"], metrics["fine_tuned"]["test"]
+    assert tuned["perplexity"] < base["perplexity"]
+    assert metrics["train"]["tokens_per_second"] > 0
+    report = (run / "report.md").read_text()
+    assert "pre-trained" in report and "perplexity" in report
+    resolved = yaml.safe_load((run / "config.yaml").read_text())
+    assert resolved["train"]["optimizer"] == "adamw" and resolved["train"]["lr"] == 3e-3
+    model = AutoModelForCausalLM.from_pretrained(run / "model")  # plain transformers, no tailor code
+    tok = AutoTokenizer.from_pretrained(run / "model")
+    assert model(**tok("the pump", return_tensors="pt")).logits.shape[-1] == model.config.vocab_size
+
+
+def test_new_run_never_overwrites_and_seeded_runs_repeat(tmp_path, tiny_gpt2):
+    cfg = write_config(tmp_path, tiny_gpt2)
+    run_cli("train", cfg)
+    run_cli("train", cfg)
+    curves = []
+    for name in ("lm-001", "lm-002"):
+        rows = [json.loads(x) for x in (tmp_path / "runs" / name / "metrics.jsonl").read_text().splitlines()]
+        curves.append([r["loss"] for r in rows if "split" not in r])
+    assert len(curves[0]) == 6
+    assert curves[0] == curves[1]
+    run_cli("train", cfg, "seed=1")
+    rows = [json.loads(x) for x in (tmp_path / "runs" / "lm-003" / "metrics.jsonl").read_text().splitlines()]
+    assert [r["loss"] for r in rows if "split" not in r] != curves[0]
+
+
+def test_fine_tune_again_from_a_run_records_lineage(tmp_path, tiny_gpt2):
+    run_cli("train", write_config(tmp_path, tiny_gpt2))
+    first = tmp_path / "runs" / "lm-001"
+    run_cli("train", write_config(tmp_path, first))
+    meta = json.loads((tmp_path / "runs" / "lm-002" / "tailor.json").read_text())
+    assert meta["lineage"][-1]["run"] == str(first.resolve())
+    assert meta["base"]["kind"] == "run"
+
+
+def test_model_errors_are_clear(tmp_path):
+    result = CliRunner().invoke(app, ["train", str(write_config(tmp_path, tmp_path / "nope"))])
+    assert result.exit_code == 2
+    assert "no such directory" in result.output and "Traceback" not in result.output
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    result = CliRunner().invoke(app, ["train", str(write_config(tmp_path, empty))])
+    assert result.exit_code == 2 and "not a model" in result.output
+    result = CliRunner().invoke(app, ["train", str(write_config(tmp_path, "someorg/missing-model"))])
+    assert result.exit_code == 2
+    assert "could not load 'someorg/missing-model'" in result.output and "local directory" in result.output
+
+
+def test_round_trip_gives_identical_logits(tmp_path, tiny_gpt2):
+    from tailor.api import load_run, train
+    from tailor.config import load_config
+
+    trained = train(load_config(write_config(tmp_path, tiny_gpt2)))
+    model, tok, meta = load_run(trained.path)
+    plain = AutoModelForCausalLM.from_pretrained(trained.path / "model")
+    ids = tok("the quiet pump was checked", return_tensors="pt")
+    trained.model.eval()
+    with torch.no_grad():
+        expected = trained.model.logits(ids["input_ids"], ids["attention_mask"])
+        assert torch.equal(model.logits(ids["input_ids"], ids["attention_mask"]), expected)
+        assert torch.equal(plain(**ids).logits, expected)
+    assert meta["task"]["type"] == "lm"
