@@ -341,3 +341,12 @@ def test_data_report_json():
     assert (
         data["splits"]["train"] == 3 and data["token_statistics"]["splits"]["train"]["max"] == 300
     )
+
+
+def test_duplicates_skip_records_the_key_cannot_read():
+    splits = {
+        "train": [rec(1, text="a b"), rec(2, other="x")],
+        "test": [rec(3, text=None), rec(4, text="A, b")],
+    }
+    problems = find_duplicates(splits, lambda r: r["text"])
+    assert [(p.line, p.severity) for p in problems] == [(4, "error")]

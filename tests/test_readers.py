@@ -312,3 +312,14 @@ def test_iter_text_documents_raises_after_streaming_the_good_ones(tmp_path):
             seen.append(doc)
     assert seen == ["ok"]
     assert [p.line for p in info.value.problems] == [2, 3]
+
+
+def test_unreadable_file_is_a_problem(tmp_path, monkeypatch):
+    f = write(tmp_path / "d.jsonl", '{"text": "a"}\n')
+
+    def refuse(*args, **kwargs):
+        raise PermissionError(13, "Permission denied")
+
+    monkeypatch.setattr(type(f), "open", refuse)
+    records, problems = read_records(f)
+    assert records == [] and problems[0].message == "cannot be read: Permission denied"

@@ -14,6 +14,7 @@ from tailor import __version__
 from tailor.config import RunConfig, save_config
 from tailor.data.prepare import Prepared, prepare
 from tailor.data.split import save_split
+from tailor.evaluate.compare import report_sections
 from tailor.evaluate.report import write_report
 from tailor.models.heads import TailorModel
 from tailor.models.load import (
@@ -25,9 +26,20 @@ from tailor.models.load import (
     set_dropout,
 )
 from tailor.rundir import MetricsLog, create_run_dir, write_json
+from tailor.runrecord import (
+    load_baseline,
+    record_end,
+    record_start,
+    recorded,
+    reopen_run,
+    save_baseline,
+    write_env,
+)
 from tailor.tasks import build_task
 from tailor.tasks.base import Task, evaluate_task
-from tailor.train.loop import FitResult, fit, precision_of
+from tailor.train.loop import FitResult, fit, precision_of, set_seed
+from tailor.train.trackers import check_trackers
+from tailor.use import answer, chat_reply, open_run  # using a finished run (tailor chat / answer)
 
 
 @dataclass
@@ -57,14 +69,22 @@ def _max_length(cfg: RunConfig, tok, src: Source) -> int:
 
 
 def evaluate_splits(task: Task, model: TailorModel, prep: Prepared, cfg: RunConfig, pad_id: int,
-                    zero_shot: bool, acc=None) -> dict[str, dict]:
-    """Metrics per evaluation split (validation, test)."""
+                    zero_shot: bool, acc=None, keep: dict | None = None) -> dict[str, dict]:
+    """Metrics per evaluation split (validation, test); `keep` receives per-example predictions by split."""
     out = {}
     for split in ("validation", "test"):
         data = prep.encoded.get(split)
         if data is not None and len(data):
-            out[split] = evaluate_task(task, model, data, cfg.eval.batch_size, pad_id, acc, zero_shot=zero_shot)
+            rows = keep.setdefault(split, {}) if keep is not None else None
+            out[split] = evaluate_task(task, model, data, cfg.eval.batch_size, pad_id, acc, zero_shot=zero_shot, keep=rows)
     return out
+
+
+def _base_location(cfg: RunConfig, src: Source) -> str | None:
+    """Where the base model is, as tailor.json records it: absolute for local directories (a LoRA run needs it)."""
+    if src.kind == "scratch":
+        return None
+    return str(Path(cfg.model.path).expanduser().resolve()) if src.kind in ("dir", "run") else cfg.model.path
 
 
 def save_run_model(run: Path, model: TailorModel, tok, task: Task, cfg: RunConfig, src: Source) -> None:
@@ -77,7 +97,7 @@ def save_run_model(run: Path, model: TailorModel, tok, task: Task, cfg: RunConfi
         "tailor_version": __version__,
         "task": task.info(),
         "heads": list(model.heads.keys()),
-        "base": {"kind": src.kind, "location": cfg.model.path if src.kind != "scratch" else None,
+        "base": {"kind": src.kind, "location": _base_location(cfg, src),
                  "hash": base_hash, "arch": cfg.model.arch.model_dump() if cfg.model.arch else None},
         "strategy": cfg.strategy.name,
         "lineage": src.lineage,
@@ -92,40 +112,69 @@ def environment() -> dict:
             "python": platform.python_version(), "platform": platform.platform()}
 
 
-def train(cfg: RunConfig, console: Console | None = None) -> Run:
-    """Fine-tune as configured; returns the Run (its directory and final metrics)."""
+def _print_warnings(console: Console, warnings: list, shown: int = 5) -> None:
+    """A few data warnings in full, the rest counted (all of them are saved in data.json)."""
+    for p in warnings[:shown]:
+        console.print(f"[yellow]warning[/] {p}", soft_wrap=True, highlight=False)
+    if len(warnings) > shown:
+        console.print(f"[yellow]... and {len(warnings) - shown} more warnings[/] (all listed in the run's data.json)")
+
+
+@recorded  # the run registry's row ends failed / interrupted if this raises
+def train(cfg: RunConfig, console: Console | None = None, resume: str | Path | None = None) -> Run:
+    """Fine-tune as configured; returns the Run (its directory and final metrics).
+
+    With `resume` (a run directory and that run's own config), continue it from its last complete checkpoint.
+    """
     console = console or Console()
+    check_trackers(cfg.train.report_to)
     tok, src = load_tokenizer_for(cfg.model)
     task = build_task(cfg.task, cfg)
     max_length = _max_length(cfg, tok, src)
     prep = prepare(cfg, cfg.data, task, tok, max_length)  # raises DataError before the model loads
-    for p in prep.report.warnings()[:10]:
-        console.print(f"[yellow]warning[/] {p}")
-    run = create_run_dir(cfg.output_dir, cfg.name)
+    _print_warnings(console, prep.report.warnings())
+    run = (reopen_run(Path(resume), prep.files, prep.split_ids()) if resume is not None  # same data, same split
+           else create_run_dir(cfg.output_dir, cfg.name))
     console.print(f"run directory: [bold]{run}[/]")
     save_config(cfg, run / "config.yaml")
     save_split(prep.split_ids(), run / "split.json")
     write_json(run / "data.json", {"files": prep.files, **prep.report.to_json(), "labels": task.info().get("labels")})
+    write_env(run, cfg, src)  # env.json: versions, hardware, seed, config hash (a resumed run adds a line)
+    record_start(run, cfg, src.lineage, prep.files)  # runs/registry.sqlite: running, in this process
+    set_seed(cfg.seed)  # a model from scratch and new task layers are initialised from the seed
     backbone = load_backbone(cfg.model, tok, src)
-    if cfg.train.dropout is not None:
-        set_dropout(backbone, cfg.train.dropout)
     model = TailorModel(backbone, task.build_heads(backbone.get_input_embeddings().weight.shape[1]))
+    if cfg.train.dropout is not None:  # backbone and task layers alike
+        set_dropout(model, cfg.train.dropout)
     _load_previous_heads(model, src)
     pad_id = tok.pad_token_id
     summary: dict = {"task": cfg.task.type, "base_model": cfg.model.path if not cfg.model.arch else f"scratch:{cfg.model.arch.family}",
                      "strategy": cfg.strategy.name, "metric": cfg.train.metric, "environment": environment(),
                      "precision": precision_of(cfg.train), "context": max_length}
-    if cfg.eval.baseline:
+    base_rows: dict = {}
+    if resume is not None and load_baseline(run, summary, base_rows, task):
+        console.print("baseline: scored before the interruption (baseline.json)")
+    elif cfg.eval.baseline:
         console.print("scoring the pre-trained model (baseline) ...")
-        summary["baseline"] = evaluate_splits(task, model, prep, cfg, pad_id, zero_shot=True)
+        summary["baseline_method"] = getattr(task, "baseline_method", "the pre-trained model, scored like the fine-tuned one")
+        summary["baseline"] = evaluate_splits(task, model, prep, cfg, pad_id, zero_shot=True, keep=base_rows)
+        save_baseline(run, summary, base_rows, task)
     result: FitResult = fit(model, task, prep.encoded["train"], prep.encoded.get("validation"), cfg, pad_id,
                             MetricsLog(run / "metrics.jsonl"), run / "checkpoints", console)
     summary["train"] = asdict(result) | {"strategy": {"name": cfg.strategy.name, **result.strategy}}
-    summary["fine_tuned"] = evaluate_splits(task, model, prep, cfg, pad_id, zero_shot=False)
+    tuned_rows: dict = {}
+    summary["fine_tuned"] = evaluate_splits(task, model, prep, cfg, pad_id, zero_shot=False, keep=tuned_rows)
+    if hasattr(task, "per_record"):  # windowed tasks (extractive QA): one row per record, not per window
+        task.per_record(base_rows)
+        task.per_record(tuned_rows)
     summary["data"] = {"splits": prep.report.splits, "warnings": [str(p) for p in prep.report.warnings()]}
     save_run_model(run, model, tok, task, cfg, src)
+    if hasattr(task, "text_baseline"):  # extractive QA: a model-free reference score
+        summary["text_baseline"] = task.text_baseline(prep.encoded)
     write_json(run / "metrics.json", summary)
-    write_report(run, summary)
+    samples = task.sample_sections(prep.encoded, cfg.eval.samples) if hasattr(task, "sample_sections") else []
+    write_report(run, summary, report_sections(run, task, prep, summary, base_rows, tuned_rows) + samples)
+    record_end(run, summary)  # the registry row: finished, with the final metrics
     return Run(path=run, metrics=summary, model=model, tokenizer=tok)
 
 
@@ -152,7 +201,61 @@ def load_run(path: str | Path) -> tuple[TailorModel, object, dict]:
     meta = json.loads((run / "tailor.json").read_text())
     tok, src = load_tokenizer_for(ModelConfig(path=str(run)))
     backbone = load_backbone(ModelConfig(path=str(run)), tok, src)
-    return TailorModel(backbone), tok, meta
+    model = TailorModel(backbone)
+    if (run / "heads.safetensors").is_file():  # task layers (classification, span): rebuilt from the run's task
+        task = load_task(run)
+        model = TailorModel(backbone, task.build_heads(model.hidden_size))
+        model.load_heads(run / "heads.safetensors")
+    return model, tok, meta
 
 
-__all__ = ["Run", "train", "load_run", "context_length"]
+def load_task(path: str | Path) -> Task:
+    """A finished run's task: rebuilt from its config.yaml, with what it learned (labels, template) restored."""
+    from tailor.config import load_config
+
+    run = Path(path)
+    meta = json.loads((run / "tailor.json").read_text())
+    cfg = load_config(run / "config.yaml")
+    task = build_task(cfg.task, cfg)
+    if hasattr(task, "restore"):
+        task.restore(meta["task"])
+    return task
+
+
+def evaluate_file(path: str | Path, file: str | Path, batch_size: int | None = None) -> dict:
+    """A finished run's model scored on any data file, after the same checks as training (DataError on errors).
+
+    Returns metrics, the example count, warnings, and per-example predictions (tasks that predict per example).
+    """
+    from tailor.config import load_config
+    from tailor.data.check import check_schema, find_duplicates
+    from tailor.data.readers import DataError, apply_field_map, read_records
+    from tailor.evaluate.compare import prediction_rows
+    from tailor.tasks.base import encode_split
+
+    run = Path(path)
+    cfg, task = load_config(run / "config.yaml"), load_task(run)
+    records, problems = read_records(file)
+    records, more = apply_field_map(records, cfg.data.fields)
+    problems += more
+    if not any(p.severity == "error" for p in problems):
+        problems += check_schema(records, task.schema())
+        problems += find_duplicates({"test": records}, getattr(task, "dedup_key", lambda r: str(r.get("text", ""))))
+    if any(p.severity == "error" for p in problems):
+        raise DataError(problems)
+    model, tok, _ = load_run(run)
+    summary = json.loads((run / "metrics.json").read_text()) if (run / "metrics.json").is_file() else {}
+    max_length = summary.get("context") or cfg.data.max_length or context_length(model.backbone)
+    data = encode_split(task, records, tok, max_length)
+    problems += getattr(task, "encode_problems", lambda: [])()
+    if any(p.severity == "error" for p in problems):
+        raise DataError(problems)
+    kept: dict = {}
+    metrics = evaluate_task(task, model, data, batch_size or cfg.eval.batch_size, tok.pad_token_id, keep=kept)
+    if hasattr(task, "per_record"):  # windowed tasks (extractive QA): one row per record, not per window
+        task.per_record({"eval": kept})
+    return {"metrics": metrics, "examples": len(records), "warnings": [str(p) for p in problems],
+            "predictions": prediction_rows(task, records, data.index, None, kept)}
+
+
+__all__ = ["Run", "train", "load_run", "context_length", "load_task", "open_run", "chat_reply", "answer"]

@@ -29,6 +29,8 @@ def user_errors(fn: Callable) -> Callable:
         from tailor.config import ConfigError
         from tailor.data.readers import DataError
         from tailor.models.load import ModelLoadError
+        from tailor.runrecord import RunError
+        from tailor.train.guards import TrainingInterrupted, TrainingStopped
 
         try:
             return fn(*args, **kwargs)
@@ -38,6 +40,11 @@ def user_errors(fn: Callable) -> Callable:
             err.print(f"[red]error:[/] the data has problems; nothing was trained\n{e}", highlight=False)
         except ModelLoadError as e:
             err.print(f"[red]error:[/] {e}", highlight=False)
+        except (RunError, TrainingStopped) as e:  # resume / reproduce refused; diverged, out of memory, disk full
+            err.print(f"[red]error:[/] {e}", highlight=False)
+        except TrainingInterrupted as e:  # SIGINT / SIGTERM: checkpoint saved; exit 130 / 143
+            err.print(str(e), highlight=False)
+            raise typer.Exit(e.exit_code) from None
         except KeyboardInterrupt:
             err.print("interrupted")
             raise typer.Exit(130) from None
@@ -49,13 +56,18 @@ def user_errors(fn: Callable) -> Callable:
 @app.command()
 @user_errors
 def train(
-    config: Annotated[Path, typer.Argument(help="run config (YAML)")],
+    config: Annotated[Path | None, typer.Argument(help="run config (YAML)")] = None,
     overrides: Overrides = None,
+    resume: Annotated[str | None, typer.Option(help="continue this run (directory or name) from its last checkpoint")] = None,
+    reproduce: Annotated[str | None, typer.Option(help="train this finished run again into a new run; compare metrics")] = None,
 ) -> None:
     """Fine-tune a model as the config says; evaluate it against the pre-trained baseline; write a report."""
     from tailor.api import train as run_train
     from tailor.config import load_config
 
+    if resume or reproduce or config is None:
+        _train_again(config, overrides, resume, reproduce)
+        return
     cfg = load_config(config, overrides or [])
     run = run_train(cfg, console)
     _print_summary(run.path)
@@ -74,6 +86,74 @@ def _print_summary(run: Path) -> None:
     if rows:
         console.print(Markdown("\n".join(rows)))
     console.print(f"report: [bold]{run / 'report.md'}[/]")
+
+
+def _train_again(config: Path | None, overrides: list[str] | None, resume: str | None, reproduce: str | None) -> None:
+    """`tailor train --resume RUN` / `--reproduce RUN`: the run's own config, so no config file or overrides."""
+    from tailor.runs import render_comparison, reproduce_run, resume_run
+
+    if not (resume or reproduce):
+        err.print("[red]error:[/] give a run config (YAML), or --resume RUN / --reproduce RUN", highlight=False)
+        raise typer.Exit(2)
+    if config is not None or overrides or (resume and reproduce):
+        err.print("[red]error:[/] --resume and --reproduce take one run and use its saved config; "
+                  "give no config file or overrides with them", highlight=False)
+        raise typer.Exit(2)
+    if resume:
+        run = resume_run(resume, console)
+        if run is not None:
+            _print_summary(run.path)
+        return
+    new, rows = reproduce_run(reproduce, console)
+    console.print(f"new run: [bold]{new.path}[/]")
+    render_comparison(rows, console)
+    if any(r["verdict"] == "differs" for r in rows):
+        raise typer.Exit(1)
+
+
+@app.command()
+@user_errors
+def resume(run: Annotated[str, typer.Argument(help="a run directory, or its name as `tailor runs` lists it")]) -> None:
+    """Continue an interrupted run from its last complete checkpoint, to the result it would have had."""
+    _train_again(None, None, run, None)
+
+
+runs_app = typer.Typer(help="The runs in a runs folder (its registry.sqlite): list, show.", invoke_without_command=True)
+app.add_typer(runs_app, name="runs")
+RunsDir = Annotated[Path, typer.Option("--dir", help="the runs folder")]
+
+
+@runs_app.callback()
+def runs(
+    ctx: typer.Context,
+    status: Annotated[str | None, typer.Option(help="running, finished, failed or interrupted")] = None,
+    task: Annotated[str | None, typer.Option(help="lm, classification, qa, chat, ...")] = None,
+    name: Annotated[str | None, typer.Option(help="only runs whose name contains this")] = None,
+    root: RunsDir = Path("runs"),
+) -> None:
+    """List the runs: status (a dead process shows as interrupted), task, strategy, result."""
+    from tailor.registry import STATUSES, list_runs
+    from tailor.runs import render_runs
+
+    if ctx.invoked_subcommand is not None:
+        return
+    if status is not None and status not in STATUSES:
+        err.print(f"[red]error:[/] --status {status!r} is not one of {', '.join(STATUSES)}", highlight=False)
+        raise typer.Exit(2)
+    render_runs(list_runs(root, status, task, name), console)
+
+
+@runs_app.command("show")
+def runs_show(name: Annotated[str, typer.Argument(help="a run's name (e.g. lm-003) or directory")], root: RunsDir = Path("runs")) -> None:
+    """One run: status, config summary, metrics, lineage, and how to resume it if it stopped."""
+    from tailor.registry import find_run
+    from tailor.runs import render_run
+
+    row = find_run(root, name)
+    if row is None:
+        err.print(f"[red]error:[/] no run {name!r} in {root / 'registry.sqlite'}; `tailor runs` lists them", highlight=False)
+        raise typer.Exit(2)
+    render_run(row, console)
 
 
 @app.command()
@@ -98,16 +178,24 @@ def data_check(
     task: Annotated[str, typer.Option(help="lm, classification, regression, qa, chat")] = "classification",
     config: Annotated[Path | None, typer.Option(help="a run config, for field names, labels and model")] = None,
     limit: Annotated[int, typer.Option(help="problems listed per kind before a count of the rest")] = 20,
+    estimate: Annotated[bool, typer.Option(help="time 3 training steps of the model to estimate training time")] = True,
     overrides: Overrides = None,
 ) -> None:
     """Check a data set before training: every problem with its line, token statistics, splits."""
     from tailor.data.check import render_report
     from tailor.data.prepare import check_file
 
-    report = check_file(file, task, config, overrides or [])
+    kept: dict = {}
+    report = check_file(file, task, config, overrides or [], keep=kept)
     render_report(report, console, limit=limit)
     if report.errors():
         raise typer.Exit(2)
+    if estimate and "prepared" in kept and len(kept["prepared"].encoded["train"]):
+        from tailor.train.estimate import estimate_training
+
+        console.print("timing 3 training steps ...")
+        est = estimate_training(kept["cfg"], kept["task"], kept["tok"], kept["prepared"].encoded["train"], report.stats)
+        console.print(str(est), highlight=False)
 
 
 @app.command()
@@ -134,6 +222,181 @@ def generate(
                                   repetition_penalty=repetition_penalty, stop=tuple(stop or ()), seed=seed)
     generate_text(model, tok, prompt, settings, on_text=lambda s: (sys.stdout.write(s), sys.stdout.flush()))
     sys.stdout.write("\n")
+
+
+@data_app.command("inspect")
+@user_errors
+def data_inspect(
+    file: Annotated[Path, typer.Argument(help="data file (JSONL, JSON, CSV, TSV, Parquet)")],
+    task: Annotated[str, typer.Option(help="chat, qa, classification, ...")] = "chat",
+    n: Annotated[int, typer.Option("-n", "--n", help="examples shown")] = 3,
+    config: Annotated[Path | None, typer.Option(help="a run config, for model, fields and task settings")] = None,
+    overrides: Overrides = None,
+) -> None:
+    """Show examples exactly as the model sees them, the tokens that train highlighted."""
+    from tailor.inspect_data import inspect_file, render_inspection
+
+    ins = inspect_file(file, task, config, overrides or [], n)
+    render_inspection(ins, console, n)
+    if any(p.severity == "error" for p in ins.problems):
+        raise typer.Exit(2)
+
+
+def _settings(**kwargs) -> object:
+    """GenerationSettings from options; a bad value is a user error (exit 2)."""
+    from tailor.generate import GenerationSettings
+
+    try:
+        return GenerationSettings(**kwargs)
+    except ValueError as e:
+        err.print(f"[red]error:[/] {e}", highlight=False)
+        raise typer.Exit(2) from None
+
+
+@app.command()
+@user_errors
+def chat(
+    run: Annotated[Path, typer.Argument(help="a run directory (or any model directory)")],
+    system: Annotated[str | None, typer.Option(help="system prompt")] = None,
+    max_new_tokens: Annotated[int, typer.Option()] = 128,
+    temperature: Annotated[float, typer.Option(help="0 = greedy")] = 0.0,
+    top_k: Annotated[int, typer.Option()] = 0,
+    top_p: Annotated[float, typer.Option()] = 1.0,
+    repetition_penalty: Annotated[float, typer.Option()] = 1.0,
+    seed: Annotated[int | None, typer.Option()] = None,
+) -> None:
+    """Chat with a run's model, replies streaming; from a pipe, each input line is a turn (ends at EOF)."""
+    from tailor.use import chat_loop, open_run
+
+    settings = _settings(max_new_tokens=max_new_tokens, temperature=temperature, top_k=top_k, top_p=top_p,
+                         repetition_penalty=repetition_penalty, seed=seed)
+    loaded = open_run(run)
+    interactive = sys.stdin.isatty()
+    if interactive:
+        console.print(f"chatting with [bold]{run}[/]; /reset starts over, /exit or Ctrl-D leaves", highlight=False)
+    chat_loop(loaded, settings, system, sys.stdin, sys.stdout, interactive)
+
+
+@app.command()
+@user_errors
+def answer(
+    run: Annotated[Path, typer.Argument(help="a question-answering run directory")],
+    question: Annotated[str, typer.Argument(help="the question")],
+    context: Annotated[Path, typer.Option(help="text file holding the document to answer from")],
+) -> None:
+    """Answer a question from a document with a QA run (extractive: a span of the document)."""
+    from tailor.use import answer as run_answer
+
+    if not context.is_file():
+        err.print(f"[red]error:[/] --context {context}: no such file", highlight=False)
+        raise typer.Exit(2)
+    try:
+        result = run_answer(run, context.read_text(encoding="utf-8"), question)
+    except ValueError as e:
+        err.print(f"[red]error:[/] {run}: {e}", highlight=False)
+        raise typer.Exit(2) from None
+    console.print(result.text or "(the document does not answer this)", highlight=False)
+
+
+@app.command()
+@user_errors
+def compare(
+    run: Annotated[Path, typer.Argument(help="a finished run directory")],
+    other: Annotated[Path | None, typer.Argument(help="a second run: fine-tuned vs fine-tuned on the same split")] = None,
+    limit: Annotated[int, typer.Option(help="fixed and broken examples shown, each")] = 10,
+    write: Annotated[bool, typer.Option(help="also write the comparison into RUN's report.md")] = True,
+) -> None:
+    """Pre-trained baseline vs fine-tuned (or two runs): metrics with deltas and the examples that changed."""
+    from tailor.evaluate import compare as cmp
+
+    try:
+        result = cmp.compare_runs(run, other, limit)
+    except cmp.CompareError as e:
+        err.print(f"[red]error:[/] {e}", highlight=False)
+        raise typer.Exit(2) from None
+    cmp.render(result, console)
+    if write:
+        cmp.write_section(run / "report.md", cmp.to_markdown(result))
+        console.print(f"written to {run / 'report.md'}", highlight=False)
+
+
+@app.command("eval")
+@user_errors
+def eval_run(
+    run: Annotated[Path, typer.Argument(help="a finished run directory")],
+    data: Annotated[Path, typer.Option(help="data file to score (same format and fields as the run's data)")],
+    batch_size: Annotated[int | None, typer.Option(help="default: the run's eval.batch_size")] = None,
+    predictions: Annotated[Path | None, typer.Option(help="write per-example predictions here (JSONL)")] = None,
+) -> None:
+    """Score a finished run's model on another data file, after the same data checks as training."""
+    from tailor.api import evaluate_file
+    from tailor.data.readers import DataError
+    from tailor.evaluate.compare import render_metrics, write_predictions
+
+    if not (run / "tailor.json").is_file():
+        err.print(f"[red]error:[/] {run} is not a finished run (no tailor.json); give a directory such as runs/sentiment-001",
+                  highlight=False)
+        raise typer.Exit(2)
+    try:
+        result = evaluate_file(run, data, batch_size)
+    except DataError as e:
+        err.print(f"[red]error:[/] the data has problems; nothing was evaluated\n{e}", highlight=False)
+        raise typer.Exit(2) from None
+    for w in result["warnings"][:10]:
+        console.print(f"[yellow]warning[/] {w}", highlight=False)
+    render_metrics(result["metrics"], console, f"{run.name} on {data} ({result['examples']} examples)")
+    if predictions is not None and result["predictions"]:
+        write_predictions(predictions, result["predictions"])
+        console.print(f"predictions: {predictions}", highlight=False)
+
+
+@app.command()
+@user_errors
+def ablate(
+    config: Annotated[Path | None, typer.Argument(help="run config (YAML); optional with --resume")] = None,
+    overrides: Overrides = None,
+    vary: Annotated[list[str] | None, typer.Option(help="key=v1,v2 (repeatable); the grid is their product")] = None,
+    seeds: Annotated[int, typer.Option(min=1, help="seeds 0..N-1 for every setting")] = 1,
+    metric: Annotated[list[str] | None, typer.Option(help="metric shown (repeatable; the first picks the best); "
+                                                     "default: train.metric, accuracy/macro_f1 or perplexity")] = None,
+    resume: Annotated[Path | None, typer.Option(help="an ablation directory: run only its unfinished cells")] = None,
+) -> None:
+    """Train every setting of a grid x seeds (a subprocess each); one table of mean ± std, cost, best."""
+    from tailor.ablate import Grid, parse_vary, start
+    from tailor.ablate import resume as resume_ablation
+
+    if config is None and resume is None:
+        err.print("[red]error:[/] give a CONFIG to start an ablation, or --resume DIR to finish one", highlight=False)
+        raise typer.Exit(2)
+    grid = Grid(str(config), overrides or [], parse_vary(vary or []), seeds, metric or []) if config else None
+    result = resume_ablation(resume, grid, console) if resume is not None else start(grid, console)
+    if result.failed:
+        err.print(f"[red]{len(result.failed)} of {len(result.cells)} cells did not finish[/] "
+                  f"({', '.join(c.id for c in result.failed)}); rerun them with: tailor ablate --resume {result.root}",
+                  highlight=False)
+        raise typer.Exit(1)
+
+
+@app.command()
+@user_errors
+def export(
+    run: Annotated[Path, typer.Argument(help="a finished run directory")],
+    out: Annotated[Path, typer.Option(help="directory to write (must be empty or new, unless --force)")],
+    merge: Annotated[bool, typer.Option(help="LoRA run: merge the adapter into its base and write a full model")] = False,
+    force: Annotated[bool, typer.Option(help="replace a non-empty --out directory")] = False,
+) -> None:
+    """Write a run's model as a plain Hugging Face directory (AutoModelForCausalLM.from_pretrained loads it)."""
+    from tailor.export import ExportError, export_run
+
+    try:
+        result = export_run(run, out, merge=merge, force=force)
+    except ExportError as e:
+        err.print(f"[red]error:[/] {e}", highlight=False)
+        raise typer.Exit(2) from None
+    for note in result.notes:
+        console.print(note, highlight=False)
+    what = "merged full model (LoRA adapter + base)" if result.merged else ("LoRA adapter" if result.adapter else "full model")
+    console.print(f"exported the {what} to [bold]{result.path}[/]", highlight=False)
 
 
 if __name__ == "__main__":

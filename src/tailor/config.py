@@ -6,7 +6,15 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 
 class ConfigError(Exception):
@@ -91,13 +99,24 @@ class TaskConfig(Strict):
     loss_on: Literal["assistant", "last", "all"] = Field(
         "assistant", description="chat: which tokens are trained"
     )
-    qa_mode: Literal["extractive", "generative"] = "extractive"
+    qa_mode: Literal["extractive", "generative"] = Field(
+        "extractive", description="qa: a span of the context (span head), or a generated answer (chat-style)")
     stride: int = Field(64, gt=0, description="extractive QA: overlap of context windows, in tokens")
     weight: float = Field(1.0, gt=0, description="multitask: loss weight")
     data: DataConfig | None = Field(None, description="multitask: this sub-task's data")
     tasks: list[TaskConfig] = Field(default_factory=list, description="multitask: the sub-tasks")
     sampling: Literal["proportional", "uniform", "temperature"] = "proportional"
     temperature: float = Field(2.0, gt=0, description="multitask temperature sampling")
+
+    @field_validator("labels", "label_words", mode="before")
+    @classmethod
+    def _labels_as_text(cls, v: Any) -> Any:
+        """Labels may be numbers in YAML (labels: [0, 1]); the data checks compare them as text."""
+        if isinstance(v, list):
+            return [str(x) if isinstance(x, int) and not isinstance(x, bool) else x for x in v]
+        if isinstance(v, dict):
+            return {str(k) if isinstance(k, int) and not isinstance(k, bool) else k: w for k, w in v.items()}
+        return v
 
     @model_validator(mode="after")
     def _multitask(self) -> TaskConfig:
@@ -148,14 +167,38 @@ class TrainConfig(Strict):
     log_every: int = Field(10, gt=0)
     metric: str | None = Field(None, description="metric that picks the best checkpoint")
     early_stopping: EarlyStopping = EarlyStopping()
-    save_every: int | None = Field(None, gt=0, description="checkpoint every N steps")
+    save_every: int | None = Field(
+        None, gt=0, description="checkpoint every N steps (for `tailor resume`); default: each evaluation, at most 100 apart"
+    )
+    max_bad_steps: int = Field(5, gt=0, description="stop after this many non-finite steps in a row (each is skipped)")
+    report_to: list[Literal["tensorboard", "mlflow", "wandb"]] = Field(
+        default_factory=list, description="also log to these trackers (the package must be installed)"
+    )
     packing: bool = Field(True, description="lm: concatenate documents into full blocks")
+    effective_batch_size: int | None = Field(
+        None, gt=0, description="examples per optimiser step; sets grad_accum = this / batch_size"
+    )
+
+    @field_validator("effective_batch_size")
+    @classmethod
+    def _effective_batch(cls, v: int | None, info: ValidationInfo) -> int | None:
+        batch, accum = info.data.get("batch_size"), info.data.get("grad_accum")
+        if v is None or batch is None or accum is None:  # batch_size/grad_accum errors are reported on their own
+            return v
+        if v % batch:
+            lo = max(batch, v // batch * batch)
+            raise ValueError(f"{v} is not a multiple of train.batch_size ({batch}); use {lo} or {lo + batch}")
+        if accum != 1 and accum != v // batch:
+            raise ValueError(f"disagrees with train.grad_accum {accum} (batch_size {batch} x {accum} = "
+                             f"{batch * accum}); set only one of them")
+        return v
 
 
 class EvalConfig(Strict):
     baseline: bool = Field(True, description="also score the pre-trained model on the same split")
     batch_size: int = Field(32, gt=0)
-    max_examples: int | None = Field(None, gt=0, description="cap on validation examples during training")
+    max_examples: int | None = Field(
+        None, gt=0, description="cap on validation examples during training; chat / generative QA default: 64")
     max_new_tokens: int = Field(64, gt=0, description="generative evaluation")
     samples: int = Field(8, ge=0, description="sample generations shown in the report")
 
@@ -187,6 +230,13 @@ class RunConfig(Strict):
                 v["strategy"] = {"name": v["strategy"]}
         return v
 
+    @model_validator(mode="after")
+    def _lora_needs_weights(self) -> RunConfig:
+        if self.strategy.name == "lora" and self.model.arch is not None:  # the saved adapter would lack its base
+            raise ValueError("strategy.name: lora adapts pre-trained weights, but model.arch builds a model "
+                             "from scratch; use strategy full, or a pre-trained model.path")
+        return self
+
     def resolved(self) -> RunConfig:
         """A copy with every per-task default filled in."""
         cfg = self.model_copy(deep=True)
@@ -194,6 +244,11 @@ class RunConfig(Strict):
             cfg.train.lr = TASK_LR[cfg.task.type]
         if cfg.train.metric is None:
             cfg.train.metric = DEFAULT_METRIC[cfg.task.type]
+        if cfg.train.effective_batch_size:  # validated to be a multiple of batch_size
+            cfg.train.grad_accum = cfg.train.effective_batch_size // cfg.train.batch_size
+        generative = cfg.task.type == "chat" or (cfg.task.type == "qa" and cfg.task.qa_mode == "generative")
+        if generative and cfg.eval.max_examples is None:  # validation generates text: keep it short
+            cfg.eval.max_examples = 64
         return cfg
 
 

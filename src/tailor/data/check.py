@@ -96,16 +96,15 @@ def _check_messages(value: object, record: dict, labels: list[str] | None) -> st
         if not isinstance(m, dict):
             return f"message {i} is {_describe(m)}, not an object with role and content"
         if "role" not in m and "from" in m:
-            return (
-                f"message {i} has 'from'/'value' (ShareGPT style); write role/content instead, "
-                "with roles system, user, assistant"
-            )
+            return f"message {i} has ShareGPT's from/value; write role/content (system, user, assistant)"
         if m.get("role") not in ROLES:
             return f"message {i}: role {_short(m.get('role'))} is not one of {', '.join(ROLES)}"
         if not isinstance(m.get("content"), str):
             return f"message {i}: content must be text, got {_describe(m.get('content'))}"
     if not any(m["role"] == "assistant" for m in value):
-        return "has no assistant message, so there is nothing to learn from; add the reply or remove the record"
+        return (
+            "has no assistant message, so nothing to learn from; add the reply or remove the record"
+        )
     return None
 
 
@@ -117,25 +116,20 @@ def _check_answers(value: object, record: dict, labels: list[str] | None) -> str
     if not isinstance(texts, list) or not isinstance(starts, list):
         return f"text and answer_start must be lists, even for one answer: {shape}"
     if len(texts) != len(starts):
-        return f"has {len(texts)} answer texts but {len(starts)} answer_start values; give one start per text"
+        return f"{len(texts)} answer texts but {len(starts)} answer_start values; give one per text"
     context = record.get("context")
     for text, start in zip(texts, starts, strict=True):
-        if (
-            not isinstance(text, str)
-            or isinstance(start, bool)
-            or not isinstance(start, int)
-            or start < 0
-        ):
-            return f"answers must be text with a whole-number answer_start >= 0, got {_short(text)} at {start!r}"
+        if not isinstance(text, str) or type(start) is not int or start < 0:
+            return (
+                f"answers need text and a whole answer_start >= 0, got {_short(text)} at {start!r}"
+            )
         if isinstance(context, str) and context[start : start + len(text)] != text:
             found = context.find(text)
             hint = (
                 f"it occurs at {found}" if found >= 0 else "it does not occur in the context at all"
             )
-            return (
-                f"answer {_short(text)} is not at answer_start {start} of the context ({hint}); "
-                "answer_start counts characters from 0"
-            )
+            where = f"answer {_short(text)} is not at answer_start {start} of the context ({hint})"
+            return where + "; answer_start counts characters from 0"
     return None
 
 
@@ -177,21 +171,12 @@ def _missing_problems(
     for file, recs in missing.items():
         if len(recs) == per_file[file] and len(recs) > 1:
             columns = ", ".join(k for k in recs[0] if k not in META) or "none"
-            problems.append(
-                Problem(
-                    "error",
-                    file,
-                    None,
-                    name,
-                    f"missing from all {len(recs)} records; the columns are: {columns}. Rename "
-                    f"one, or map it with data.fields (e.g. {name}: <your column>)",
-                )
-            )
+            msg = f"missing from all {len(recs)} records; the columns are: {columns}. Rename one, "
+            msg += f"or map it with data.fields (e.g. {name}: <your column>)"
+            problems.append(Problem("error", file, None, name, msg))
         else:
-            problems += [
-                Problem("error", *_where(r), name, f"missing; every record needs '{name}'")
-                for r in recs
-            ]
+            msg = f"missing; every record needs '{name}'"
+            problems += [Problem("error", *_where(r), name, msg) for r in recs]
     return problems
 
 
@@ -211,23 +196,19 @@ def _label_forms(records: list[dict], name: str) -> list[Problem]:
     if number is None or word is None:
         return []
     later = max(number, word, key=lambda r: (r.get("_file", ""), r.get("_line", 0)))
-    return [
-        Problem(
-            "error",
-            *_where(later),
-            name,
-            f"labels mix numbers ({number[name]!r} at line {number.get('_line')}) and names "
-            f"({word[name]!r} at line {word.get('_line')}); they would be different labels: "
-            "use one form throughout",
-        )
-    ]
+    msg = f"labels mix numbers ({number[name]!r} at line {number.get('_line')}) and names "
+    msg += f"({word[name]!r} at line {word.get('_line')}); they would be different labels: use one form"
+    return [Problem("error", *_where(later), name, msg)]
+
+
+_UNSEEN = "the model cannot learn it; add training examples or remove those records"
+_RARE = "the model will hardly learn it and its scores will be noise; add examples"
 
 
 def check_label_coverage(splits: dict[str, list[dict]], label_field: str) -> list[Problem]:
     """Labels in validation/test that train never shows (error); labels with under 2 train examples (warning)."""
-    train = Counter(
-        str(r[label_field]) for r in splits.get("train", []) if r.get(label_field) is not None
-    )
+    train_records = splits.get("train", [])
+    train = Counter(str(r[label_field]) for r in train_records if r.get(label_field) is not None)
     problems = []
     for split, recs in splits.items():
         if split == "train":
@@ -238,27 +219,15 @@ def check_label_coverage(splits: dict[str, list[dict]], label_field: str) -> lis
                 unseen.setdefault(str(r[label_field]), []).append(r)
         for label in sorted(unseen):
             rs = unseen[label]
-            problems.append(
-                Problem(
-                    "error",
-                    *_where(rs[0]),
-                    label_field,
-                    f"label {label!r} is in {split} ({len(rs)} record(s)) but never in train, so "
-                    f"the model cannot learn it; add training examples or remove it from {split}",
-                )
+            msg = (
+                f"label {label!r} is in {split} ({len(rs)} record(s)) but never in train: {_UNSEEN}"
             )
+            problems.append(Problem("error", *_where(rs[0]), label_field, msg))
     for label, n in sorted(train.items()):
         if n < 2:
-            first = next(r for r in splits["train"] if str(r.get(label_field)) == label)
-            problems.append(
-                Problem(
-                    "warning",
-                    *_where(first),
-                    label_field,
-                    f"label {label!r} has only {n} training example; the model will hardly "
-                    "learn it and its scores will be noise. Add examples",
-                )
-            )
+            first = next(r for r in train_records if str(r.get(label_field)) == label)
+            msg = f"label {label!r} has only {n} training example; {_RARE}"
+            problems.append(Problem("warning", *_where(first), label_field, msg))
     return problems
 
 
@@ -277,54 +246,56 @@ def _digest(text: str) -> int:
     return int.from_bytes(hashlib.blake2b(text.encode("utf-8"), digest_size=8).digest(), "big")
 
 
+def _key_text(key: Callable[[dict], str], record: dict) -> str:
+    """The text a record is compared by; records the key cannot read (schema errors) compare as ''."""
+    try:
+        value = key(record)
+    except (KeyError, TypeError, IndexError):
+        return ""
+    return value if isinstance(value, str) else "" if value is None else str(value)
+
+
 def find_duplicates(splits: dict[str, list[dict]], key: Callable[[dict], str]) -> list[Problem]:
     """Exact and near-exact duplicates within a split (warning) and across splits (train leak: error).
 
     One pass, a 64-bit hash per distinct normalized text; the first occurrence is the one pointed to.
     """
-    order = sorted(
-        splits, key=lambda s: s != "train"
-    )  # train first: later splits are compared with it
-    seen: dict[
-        str, dict[int, int]
-    ] = {}  # split -> digest of normalized key -> index of first record
+    # train first: later splits are compared with it
+    order = sorted(splits, key=lambda s: s != "train")
+    # split -> 64-bit digest of a normalized key -> index of the first record with it
+    seen: dict[str, dict[int, int]] = {}
     problems = []
     for n, split in enumerate(order):
         seen[split] = {}
         for i, r in enumerate(splits[split]):
-            raw = key(r)
+            raw = _key_text(key, r)
             norm = normalize_text(raw)
             if not norm:
                 continue
             h = _digest(norm)
             for other in (*order[:n], split):
                 j = seen[other].get(h)
-                if j is not None and normalize_text(key(splits[other][j])) == norm:
-                    problems.append(
-                        _duplicate(
-                            split, r, i, other, splits[other][j], j, key(splits[other][j]) == raw
-                        )
-                    )
+                if j is not None and normalize_text(_key_text(key, splits[other][j])) == norm:
+                    exact = _key_text(key, splits[other][j]) == raw
+                    problems.append(_duplicate(split, r, i, other, splits[other][j], j, exact))
                     break
             else:
                 seen[split][h] = i
     return problems
 
 
+_NEAR = "same text ignoring case, punctuation and spacing"
+_LEAK = "the model would be scored on an example it trained on"
+
+
 def _duplicate(split: str, r: dict, i: int, other: str, o: dict, j: int, exact: bool) -> Problem:
     file, line = _where(r, i)
     other_file, other_line = _where(o, j)
     where = f"{other} line {other_line}" + (f" of {other_file}" if other_file != file else "")
-    what = (
-        "duplicates"
-        if exact
-        else "is a near-duplicate (same text ignoring case, punctuation and spacing) of"
-    )
+    what = "duplicates" if exact else f"is a near-duplicate ({_NEAR}) of"
+    severity: Literal["error", "warning"]
     if other == "train" and split != "train":
-        why, severity = (
-            "leakage: the model would be scored on an example it trained on; remove one",
-            "error",
-        )
+        why, severity = f"leakage: {_LEAK}; remove one", "error"
     elif other != split:
         why, severity = "the same example is scored twice; remove one", "warning"
     else:
@@ -346,7 +317,7 @@ def token_statistics(
     Percentiles are nearest-rank (an observed length); `kept` counts tokens after truncation to max_length;
     tokens_lost_mean is the mean over truncated examples only.
     """
-    per_split = {}
+    per_split: dict[str, dict[str, float]] = {}
     for split, values in lengths.items():
         a = np.sort(np.asarray(values, dtype=np.int64))
         if a.size == 0:
@@ -386,11 +357,9 @@ def estimate_time(train_tokens_total: int, tokens_per_second: float) -> str:
     if minutes < 90:
         return f"about {round(minutes)} min"
     hours = minutes / 60
-    return (
-        f"about {hours:.1f} h".replace(".0 h", " h")
-        if hours < 48
-        else f"about {round(hours / 24)} days"
-    )
+    if hours < 48:
+        return f"about {hours:.1f} h".replace(".0 h", " h")
+    return f"about {round(hours / 24)} days"
 
 
 @dataclass
@@ -422,15 +391,13 @@ class DataReport:
 
 def render_report(report: DataReport, console: Console, limit: int = 20) -> None:
     """Errors, then warnings (file:line, at most `limit` of each), then token statistics per split."""
-    for severity, style, items in (
-        ("error", "red", report.errors()),
-        ("warning", "yellow", report.warnings()),
-    ):
+    errors, warnings = report.errors(), report.warnings()
+    for severity, style, items in (("error", "red", errors), ("warning", "yellow", warnings)):
         for p in items[:limit]:
             console.print(Text.assemble((f"{severity}: ", style), str(p)))
         if len(items) > limit:
             console.print(Text(f"... and {len(items) - limit} more {severity}s", style=style))
-    n_err, n_warn = len(report.errors()), len(report.warnings())
+    n_err, n_warn = len(errors), len(warnings)
     summary = f"{n_err} error(s), {n_warn} warning(s)" if report.problems else "no problems found"
     console.print(Text(summary, style="red" if n_err else "yellow" if n_warn else "green"))
     per_split = report.stats.get("splits", {})
@@ -446,20 +413,16 @@ def render_report(report: DataReport, console: Console, limit: int = 20) -> None
             table.add_row(split, f"{count:,}", *["-"] * 6)
             continue
         truncated = f"{s['n_truncated']:,} ({s['truncated_fraction']:.0%})"
-        table.add_row(
-            split,
-            f"{count:,}",
+        numbers = (
             f"{s['mean']:.1f}",
             str(s["p50"]),
             str(s["p95"]),
             str(s["max"]),
             f"{s['total']:,}",
-            truncated,
         )
+        table.add_row(split, f"{count:,}", *numbers, truncated)
     console.print(table)
     if "train_tokens_total" in report.stats:
-        console.print(
-            f"training sees {report.stats['train_tokens_total']:,} tokens "
-            f"({report.stats.get('epochs', 1)} epoch(s), after truncation)",
-            highlight=False,
-        )
+        total, epochs = report.stats["train_tokens_total"], report.stats.get("epochs", 1)
+        msg = f"training sees {total:,} tokens ({epochs} epoch(s), after truncation)"
+        console.print(msg, highlight=False)

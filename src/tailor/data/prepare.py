@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -14,6 +15,7 @@ from tailor.data.check import (
     check_label_coverage,
     check_schema,
     find_duplicates,
+    normalize_text,
     token_statistics,
 )
 from tailor.data.readers import DataError, Problem, apply_field_map, read_records
@@ -58,7 +60,33 @@ def _read(paths: list[str], data: DataConfig, problems: list[Problem], files: di
     return records
 
 
-def read_splits(data: DataConfig, seed: int, stratify: str | None) -> tuple[dict[str, list[dict]], list[Problem], dict[str, str]]:
+def _blocking(problems: list[Problem]) -> bool:
+    """Errors that make further checks pointless (a missing file, an unmapped column); an unreadable line is not one."""
+    return any(p.severity == "error" and (p.line is None or p.field is not None) for p in problems)
+
+
+def drop_leaks(parts: dict[str, list[dict]], key: Callable[[dict], str], names: list[str]) -> list[Problem]:
+    """After tailor's own split: remove evaluation records that duplicate a training record (a warning each)."""
+    seen: dict[str, dict] = {}
+    for r in parts["train"]:
+        seen.setdefault(normalize_text(str(key(r))), r)
+    problems = []
+    for name in names:
+        kept = []
+        for r in parts[name]:
+            twin = seen.get(normalize_text(str(key(r))))
+            if twin is None:
+                kept.append(r)
+                continue
+            problems.append(Problem("warning", r.get("_file", "?"), r.get("_line"), None,
+                                    f"left out of {name}: duplicates train line {twin.get('_line')} "
+                                    "(tailor made this split, so it keeps the copy in train to avoid leakage)"))
+        parts[name] = kept
+    return problems
+
+
+def read_splits(data: DataConfig, seed: int, stratify: str | None,
+                key: Callable[[dict], str] = lambda r: str(r.get("text", ""))) -> tuple[dict[str, list[dict]], list[Problem], dict[str, str]]:
     """Records per split: the given files, or a seeded split of the training file(s)."""
     problems: list[Problem] = []
     files: dict[str, str] = {}
@@ -68,10 +96,14 @@ def read_splits(data: DataConfig, seed: int, stratify: str | None) -> tuple[dict
     if data.limit:
         splits["train"] = splits["train"][: data.limit]
     missing = [s for s in ("validation", "test") if not getattr(data, s)]
-    if missing and not any(p.severity == "error" for p in problems):
+    if missing and not _blocking(problems):
         sizes = {s: (getattr(data.split, s) if s in missing else 0) for s in ("validation", "test")}
         sizes = {k: int(v) if v >= 1 else v for k, v in sizes.items()}
-        parts = split_records(splits["train"], sizes["validation"], sizes["test"], seed, stratify=stratify)
+        try:
+            parts = split_records(splits["train"], sizes["validation"], sizes["test"], seed, stratify=stratify)
+        except DataError as e:
+            return splits, problems + e.problems, files
+        problems += drop_leaks(parts, key, missing)
         splits["train"] = parts["train"]
         for s in missing:
             splits[s] = parts[s]
@@ -82,13 +114,13 @@ def prepare(cfg: RunConfig, data: DataConfig, task: Task, tok: Any, max_length: 
     """Read, split, check and encode; raise DataError (every problem, with lines) on errors."""
     schema = task.schema()
     label_field = next((f.name for f in schema.fields if f.kind == "label"), None)
-    splits, problems, files = read_splits(data, cfg.seed, label_field)
-    if not any(p.severity == "error" for p in problems):
+    key = getattr(task, "dedup_key", None) or (lambda r: str(r.get("text", "")))
+    splits, problems, files = read_splits(data, cfg.seed, label_field, key)
+    if not _blocking(problems):
         for recs in splits.values():
             problems += check_schema(recs, schema)
         if label_field:
             problems += check_label_coverage(splits, label_field)
-        key = getattr(task, "dedup_key", None) or (lambda r: str(r.get("text", "")))
         problems += find_duplicates(splits, key)
     errors = [p for p in problems if p.severity == "error"]
     if errors:
@@ -105,8 +137,12 @@ def prepare(cfg: RunConfig, data: DataConfig, task: Task, tok: Any, max_length: 
     return Prepared(records=splits, encoded=encoded, report=report, files=files)
 
 
-def check_file(file: Path, task_type: str, config: Path | None, overrides: list[str]) -> DataReport:
-    """`tailor data check`: the run's data checks on one file (split as a run would split it)."""
+def check_file(file: Path, task_type: str, config: Path | None, overrides: list[str],
+               keep: dict | None = None) -> DataReport:
+    """`tailor data check`: the run's data checks on one file (split as a run would split it).
+
+    With `keep` (a dict), it also receives cfg, task, tok and, when the data is usable, prepared.
+    """
     from tailor.config import load_config
     from tailor.models.load import load_tokenizer_for
     from tailor.tasks import build_task
@@ -118,7 +154,12 @@ def check_file(file: Path, task_type: str, config: Path | None, overrides: list[
     tok, _ = load_tokenizer_for(cfg.model)
     task = build_task(cfg.task, cfg)
     max_length = cfg.data.max_length or min(getattr(tok, "model_max_length", 1024) or 1024, 2048)
+    if keep is not None:
+        keep.update(cfg=cfg, task=task, tok=tok)
     try:
-        return prepare(cfg, cfg.data, task, tok, max_length).report
+        prepared = prepare(cfg, cfg.data, task, tok, max_length)
+        if keep is not None:
+            keep["prepared"] = prepared
+        return prepared.report
     except DataError as e:
         return DataReport(problems=e.problems, stats={}, splits={})

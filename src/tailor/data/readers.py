@@ -12,10 +12,17 @@ from pathlib import Path
 from typing import Literal
 
 SUFFIXES = (".jsonl", ".ndjson", ".json", ".csv", ".tsv", ".parquet", ".txt")
+_KNOWN = ", ".join(SUFFIXES)
 META = ("_line", "_file")  # keys every record carries besides its own fields
 CONFIG = "<config>"  # Problem.file for problems in settings rather than in a data file
 _CHUNK = 1 << 20  # characters of a JSON array parsed at a time
 _NONSPACE = re.compile(r"\S")
+_RESAVE = (
+    "The file is probably in another encoding (Latin-1, Windows-1252); re-save it as UTF-8, "
+    "e.g. `iconv -f cp1252 -t utf-8 old > new`"
+)
+_ONE_OBJECT = 'each line must be one JSON object, e.g. {"text": "...", "label": "..."}'
+_PRETTY = "; the file looks like one pretty-printed JSON document: name it .json"
 
 
 @dataclass(frozen=True)
@@ -67,7 +74,8 @@ class _Utf8:
     """Decodes lines as UTF-8, remembering the first invalid byte (one Problem per file, not per line)."""
 
     def __init__(self, name: str):
-        self.name, self.first, self.bad_lines = name, None, 0
+        self.name, self.bad_lines = name, 0
+        self.first: tuple[int, int, int] | None = None  # line, byte offset, byte
 
     def decode(self, raw: bytes, lineno: int, offset: int) -> str:
         try:
@@ -83,15 +91,8 @@ class _Utf8:
             return []
         line, offset, byte = self.first
         more = f"; {self.bad_lines} lines are affected" if self.bad_lines > 1 else ""
-        return [
-            _error(
-                self.name,
-                line,
-                f"not valid UTF-8: byte 0x{byte:02x} at byte offset {offset}{more}. The file is probably "
-                "in another encoding (Latin-1, Windows-1252); re-save it as UTF-8, e.g. "
-                "`iconv -f cp1252 -t utf-8 old > new`",
-            )
-        ]
+        msg = f"not valid UTF-8: byte 0x{byte:02x} at byte offset {offset}{more}. " + _RESAVE
+        return [_error(self.name, line, msg)]
 
 
 def _lines(path: Path, utf8: _Utf8) -> Iterator[tuple[int, str]]:
@@ -110,10 +111,11 @@ def _record(obj: dict, line: int, name: str) -> dict:
     return obj
 
 
+_KINDS = {dict: "object", list: "array", str: "string", bool: "boolean", type(None): "null"}
+
+
 def _kind(value: object) -> str:
-    return {dict: "object", list: "array", str: "string", bool: "boolean", type(None): "null"}.get(
-        type(value), "number"
-    )
+    return _KINDS.get(type(value), "number")
 
 
 def _iter_jsonl(path: Path, name: str, problems: list[Problem]) -> Iterator[dict]:
@@ -124,36 +126,16 @@ def _iter_jsonl(path: Path, name: str, problems: list[Problem]) -> Iterator[dict
         try:
             obj = json.loads(text)
         except json.JSONDecodeError as e:
-            hint = (
-                (
-                    "; the file looks like one pretty-printed JSON document: name it .json, or write one "
-                    "object per line"
-                )
-                if lineno == 1 and text.strip() in ("[", "{")
-                else ""
-            )
-            problems.append(
-                Problem(
-                    "error",
-                    name,
-                    lineno,
-                    None,
-                    f"not valid JSON ({e.msg} at column {e.colno}); each line must be one "
-                    f'JSON object, e.g. {{"text": "...", "label": "..."}}{hint}',
-                )
-            )
+            hint = _PRETTY if lineno == 1 and text.strip() in ("[", "{") else ""
+            msg = f"not valid JSON ({e.msg} at column {e.colno}); {_ONE_OBJECT}{hint}"
+            problems.append(_error(name, lineno, msg))
             continue
         if not isinstance(obj, dict):
             hint = (
                 "; if the file holds one JSON array, name it .json" if isinstance(obj, list) else ""
             )
             problems.append(
-                _error(
-                    name,
-                    lineno,
-                    f"a JSON {_kind(obj)}, not an object; each line must be one JSON object "
-                    f"{{...}}{hint}",
-                )
+                _error(name, lineno, f"a JSON {_kind(obj)}, not an object; {_ONE_OBJECT}{hint}")
             )
             continue
         yield _record(obj, lineno, name)
@@ -184,14 +166,8 @@ def _iter_json(path: Path, name: str, problems: list[Problem]) -> Iterator[dict]
             problems.append(_json_object_problem(path, name))
         return
     if first != "[":
-        problems.append(
-            _error(
-                name,
-                None,
-                f"expected a JSON array of objects ([{{...}}, ...]) or JSON Lines; the file "
-                f"starts with {first!r}",
-            )
-        )
+        msg = f"expected a JSON array of objects [{{...}}, ...] or JSON Lines, not {first!r}..."
+        problems.append(_error(name, None, msg))
         return
     yield from _iter_json_array(path, name, problems)
 
@@ -204,20 +180,10 @@ def _json_object_problem(path: Path, name: str) -> Problem:
     except UnicodeDecodeError as e:
         return _error(name, None, f"not valid UTF-8 at byte offset {e.start}; re-save as UTF-8")
     lists = [k for k, v in obj.items() if isinstance(v, list)] if isinstance(obj, dict) else []
-    hint = (
-        (
-            f"; the records may be the list under '{lists[0]}': save that list on its own (e.g. "
-            f"`jq '.{lists[0]}' {path.name} > records.json`)"
-        )
-        if lists
-        else ""
-    )
-    return _error(
-        name,
-        None,
-        f"the file is one JSON {_kind(obj)}; tailor expects a JSON array of records "
-        f"([{{...}}, ...]) or JSON Lines (one object per line){hint}",
-    )
+    msg = f"the file is one JSON {_kind(obj)}; tailor expects a JSON array of records or JSON Lines"
+    if lists:
+        msg += f"; the records may be the list under '{lists[0]}': save it on its own (jq '.{lists[0]}')"
+    return _error(name, None, msg)
 
 
 def _iter_json_array(path: Path, name: str, problems: list[Problem]) -> Iterator[dict]:
@@ -262,9 +228,8 @@ def _iter_json_array(path: Path, name: str, problems: list[Problem]) -> Iterator
         if state == "[" or state == "sep":
             expected = "[" if state == "[" else ",]"
             if ch not in expected:
-                problems.append(
-                    syntax(pos, f"expected {' or '.join(repr(c) for c in expected)}, found {ch!r}")
-                )
+                wanted = " or ".join(repr(c) for c in expected)
+                problems.append(syntax(pos, f"expected {wanted}, found {ch!r}"))
                 break
             pos += 1
             state = "end" if ch == "]" else "value"
@@ -285,14 +250,8 @@ def _iter_json_array(path: Path, name: str, problems: list[Problem]) -> Iterator
         if isinstance(obj, dict):
             yield _record(obj, index, name)
         else:
-            problems.append(
-                _error(
-                    name,
-                    index,
-                    f"element {index} of the array is a JSON {_kind(obj)}, not an object "
-                    "with your fields",
-                )
-            )
+            msg = f"element {index} of the array is a JSON {_kind(obj)}, not an object"
+            problems.append(_error(name, index, msg))
     problems += utf8.problems()
 
 
@@ -313,11 +272,8 @@ def _iter_delimited(path: Path, name: str, problems: list[Problem], tsv: bool) -
     csv.field_size_limit(max(csv.field_size_limit(), 1 << 30))  # long documents are normal here
     text = (t for _, t in _lines(path, utf8))
     reader = csv.reader(text, delimiter="\t", quoting=csv.QUOTE_NONE) if tsv else csv.reader(text)
-    how = (
-        "values must not contain tabs (save as CSV or JSONL if they do)"
-        if tsv
-        else 'quote values that contain commas, e.g. "like, this"'
-    )
+    how = "values must not contain tabs (save as CSV or JSONL if they do)"
+    how = how if tsv else 'quote values that contain commas, e.g. "like, this"'
     header: list[str] | None = None
     row_no = 0
     try:
@@ -332,20 +288,12 @@ def _iter_delimited(path: Path, name: str, problems: list[Problem], tsv: bool) -
                 continue
             extra = row[len(header) :]
             if len(row) < len(header) or any(v.strip() for v in extra):
-                problems.append(
-                    _error(
-                        name,
-                        row_no,
-                        f"row has {len(row)} values but the header has {len(header)} columns; "
-                        f"{how}",
-                    )
-                )
+                msg = f"row has {len(row)} values but the header has {len(header)} columns; {how}"
+                problems.append(_error(name, row_no, msg))
                 continue
             yield _record(dict(zip(header, row, strict=False)), row_no, name)
     except csv.Error as e:
-        problems.append(
-            _error(name, row_no + 1, f"cannot be parsed as {'TSV' if tsv else 'CSV'}: {e}")
-        )
+        problems.append(_error(name, row_no + 1, f"cannot be parsed as {path.suffix[1:]}: {e}"))
     problems += utf8.problems()
 
 
@@ -370,18 +318,14 @@ def _iter_parquet(path: Path, name: str, problems: list[Problem]) -> Iterator[di
                 row += 1
                 yield _record(obj, row, name)
     except (pa.ArrowException, OSError, ValueError) as e:
-        problems.append(
-            _error(
-                name,
-                row + 1 if row else None,
-                f"cannot be read as Parquet ({e}); is it a Parquet file?",
-            )
-        )
+        msg = f"cannot be read as Parquet ({e}); is it a Parquet file?"
+        problems.append(_error(name, row + 1 if row else None, msg))
 
 
 def _documents(lines: Iterable[tuple[int, str]]) -> Iterator[tuple[int, str]]:
     """(first line, text) of each document, documents being separated by blank lines."""
-    first, doc = 0, []
+    first = 0
+    doc: list[str] = []
     for lineno, text in lines:
         if text.strip():
             first = first if doc else lineno
@@ -393,9 +337,7 @@ def _documents(lines: Iterable[tuple[int, str]]) -> Iterator[tuple[int, str]]:
         yield first, "\n".join(doc)
 
 
-def _iter_txt(
-    path: Path, name: str, problems: list[Problem], column: str = "text"
-) -> Iterator[dict]:
+def _iter_txt(path: Path, name: str, problems: list[Problem], column: str) -> Iterator[dict]:
     utf8 = _Utf8(name)
     for line, doc in _documents(_lines(path, utf8)):
         yield {column: doc, "_line": line, "_file": name}
@@ -412,76 +354,58 @@ def _sniff(path: Path, name: str) -> Problem | None:
         return _error(name, None, "the file is UTF-16; re-save it as UTF-8")
     if b"\x00" in head:
         return _error(
-            name,
-            None,
-            "the file contains NUL bytes: it is binary or UTF-16, not UTF-8 text; re-save it as UTF-8",
+            name, None, "the file has NUL bytes: it is binary or UTF-16; re-save it as UTF-8"
         )
     return None
 
 
-def _iter_file(
-    path: Path, name: str, problems: list[Problem], column: str = "text"
-) -> Iterator[dict]:
+def _iter_file(path: Path, name: str, problems: list[Problem], column: str) -> Iterator[dict]:
     """Records of one file, streamed; its problems are appended to `problems` as they are found."""
     suffix = path.suffix.lower()
-    if suffix != ".parquet" and (bad := _sniff(path, name)):
-        problems.append(bad)
-        return
-    if suffix in (".jsonl", ".ndjson"):
-        yield from _iter_jsonl(path, name, problems)
-    elif suffix == ".json":
-        yield from _iter_json(path, name, problems)
-    elif suffix in (".csv", ".tsv"):
-        yield from _iter_delimited(path, name, problems, tsv=suffix == ".tsv")
-    elif suffix == ".parquet":
-        yield from _iter_parquet(path, name, problems)
-    else:
-        yield from _iter_txt(path, name, problems, column)
+    try:
+        if suffix != ".parquet" and (bad := _sniff(path, name)):
+            problems.append(bad)
+        elif suffix in (".jsonl", ".ndjson"):
+            yield from _iter_jsonl(path, name, problems)
+        elif suffix == ".json":
+            yield from _iter_json(path, name, problems)
+        elif suffix in (".csv", ".tsv"):
+            yield from _iter_delimited(path, name, problems, tsv=suffix == ".tsv")
+        elif suffix == ".parquet":
+            yield from _iter_parquet(path, name, problems)
+        else:
+            yield from _iter_txt(path, name, problems, column)
+    except OSError as e:  # permissions, a file that vanished, a disk error
+        problems.append(_error(name, None, f"cannot be read: {e.strerror or e}"))
+
+
+def _hidden(path: Path, folder: Path) -> bool:
+    return any(part.startswith(".") for part in path.relative_to(folder).parts)
 
 
 def _data_files(path: str | Path, problems: list[Problem]) -> list[tuple[Path, str]]:
     """(path, name as given) of each data file a path names: the file itself, or a folder's files, sorted."""
     name, path = str(path), Path(path)
     if path.is_dir():
-        found = sorted(
-            p
-            for p in path.rglob("*")
-            if p.is_file() and not any(s.startswith(".") for s in p.relative_to(path).parts)
-        )
+        found = sorted(p for p in path.rglob("*") if p.is_file() and not _hidden(p, path))
         data = [p for p in found if p.suffix.lower() in SUFFIXES]
         skipped = [str(p.relative_to(path)) for p in found if p.suffix.lower() not in SUFFIXES]
         if skipped:
-            shown = ", ".join(skipped[:5]) + (
-                f" and {len(skipped) - 5} more" if len(skipped) > 5 else ""
-            )
-            problems.append(
-                Problem(
-                    "warning",
-                    name,
-                    None,
-                    None,
-                    f"skipped {len(skipped)} file(s) that are not data files: {shown}",
-                )
-            )
+            shown = ", ".join(skipped[:5]) + (" ..." if len(skipped) > 5 else "")
+            msg = f"skipped {len(skipped)} file(s) that are not data files: {shown}"
+            problems.append(Problem("warning", name, None, None, msg))
         if not data:
-            problems.append(
-                _error(name, None, f"the folder holds no data files ({', '.join(SUFFIXES)})")
-            )
+            problems.append(_error(name, None, f"the folder holds no data files ({_KNOWN})"))
         return [(p, str(p)) for p in data]
     if not path.exists():
-        problems.append(
-            _error(name, None, f"no such file or folder (looked in {Path.cwd()}); check the path")
-        )
+        msg = f"no such file or folder (looked in {Path.cwd()}); check the path"
+        problems.append(_error(name, None, msg))
         return []
     if path.suffix.lower() not in SUFFIXES:
-        problems.append(
-            _error(
-                name,
-                None,
-                f"unknown file type '{path.suffix}'; tailor reads {', '.join(SUFFIXES)} "
-                "(decompress or convert the file, or rename it if the extension is wrong)",
-            )
+        msg = (
+            f"unknown file type '{path.suffix}'; tailor reads {_KNOWN} (convert or rename the file)"
         )
+        problems.append(_error(name, None, msg))
         return []
     return [(path, name)]
 
@@ -515,14 +439,8 @@ def iter_text_documents(
             for record in _iter_file(file, name, problems, field):
                 text = record.get(field)
                 if not isinstance(text, str):
-                    problems.append(
-                        _error(
-                            name,
-                            record["_line"],
-                            f"missing or not text; each record of a text corpus needs '{field}'",
-                            field=field,
-                        )
-                    )
+                    msg = f"missing or not text; each record of a text corpus needs '{field}'"
+                    problems.append(_error(name, record["_line"], msg, field=field))
                 elif text.strip():
                     yield text
     if any(p.severity == "error" for p in problems):
@@ -554,13 +472,8 @@ def apply_field_map(
     for (file, column), (first, count) in missing.items():
         canonical = next(k for k, v in mapping.items() if v == column)
         columns = ", ".join(k for k in first if k not in META) or "none"
-        problems.append(
-            _error(
-                file,
-                first.get("_line"),
-                f"not found in {count} record(s) (data.fields maps it to '{canonical}'); "
-                f"the columns there are: {columns}. Fix data.fields.{canonical}",
-                field=column,
-            )
+        msg = (
+            f"not found in {count} record(s) (data.fields.{canonical} names it); columns: {columns}"
         )
+        problems.append(_error(file, first.get("_line"), msg, field=column))
     return out, problems

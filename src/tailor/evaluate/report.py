@@ -66,6 +66,8 @@ def write_report(run: Path, summary: dict, extra_sections: list[str] = ()) -> Pa
     fit = m.get("train", {})
     lines = [f"# {run.name}", ""]
     lines += [f"- task: **{m.get('task')}**, base model: `{m.get('base_model')}`, strategy: **{fit.get('strategy', {}).get('name', m.get('strategy'))}**"]
+    if m.get("baseline_method"):
+        lines.append(f"- baseline (\"pre-trained\" below): {m['baseline_method']}")
     if fit:
         strat = fit.get("strategy", {})
         lines += [

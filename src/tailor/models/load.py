@@ -175,10 +175,12 @@ def directory_hash(path: str | Path) -> str:
 
 
 def set_dropout(model: torch.nn.Module, p: float) -> None:
-    """Override every dropout probability in the model."""
+    """Override every dropout probability in the model (Dropout modules and attention's float rate)."""
     for m in model.modules():
         if isinstance(m, torch.nn.Dropout):
             m.p = p
+        elif isinstance(getattr(m, "attention_dropout", None), float):  # Llama, GPT-NeoX, Qwen, Mistral attention
+            m.attention_dropout = p
 
 
 def context_length(model: PreTrainedModel) -> int:

@@ -2,11 +2,18 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from tailor.config import RunConfig, TaskConfig
 from tailor.tasks.base import Task
+from tailor.tasks.chat import ChatTask
+from tailor.tasks.classification import Classification, Regression
 from tailor.tasks.lm import LanguageModelling
+from tailor.tasks.qa import question_answering
 
-TASKS: dict[str, type] = {"lm": LanguageModelling}
+TASKS: dict[str, Callable[..., Task]] = {"lm": LanguageModelling, "classification": Classification, "regression": Regression}
+TASKS["chat"] = ChatTask
+TASKS["qa"] = question_answering  # extractive or generative, by task.qa_mode
 
 
 def build_task(cfg: TaskConfig, run: RunConfig) -> Task:

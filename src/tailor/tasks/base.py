@@ -11,7 +11,7 @@ from torch import Tensor, nn
 from tailor.data.batching import Encoded, from_examples, iterate, sequential_order
 from tailor.data.check import Schema
 
-LOWER_IS_BETTER = {"loss", "perplexity", "mse", "rmse", "mae"}
+LOWER_IS_BETTER = {"loss", "perplexity", "bits_per_token", "mse", "rmse", "mae"}
 
 
 class Task(Protocol):
@@ -68,12 +68,17 @@ def better(metric: str, new: float, old: float | None, min_delta: float = 0.0) -
 
 @torch.no_grad()
 def evaluate_task(task: Task, model: Any, data: Encoded, batch_size: int, pad_id: int, acc: Any = None,
-                  limit: int | None = None, zero_shot: bool = False) -> dict:
-    """Metrics of `task` on `data`; predictions are kept (one small item each), logits never are."""
+                  limit: int | None = None, zero_shot: bool = False, keep: dict | None = None) -> dict:
+    """Metrics of `task` on `data`; predictions are kept (one small item each), logits never are.
+
+    With `keep` (a dict), it also receives `rows` (each example's row in `data`, in prediction order),
+    `predictions` and `references`, for per-example reports.
+    """
     model.eval()
     lengths = data.lengths if limit is None else data.lengths[:limit]
     predictions: list = []
     references: list = []
+    rows: list[int] = []
     device = acc.device if acc is not None else next(model.parameters()).device
     autocast = acc.autocast() if acc is not None else contextlib.nullcontext()
     with autocast:
@@ -81,4 +86,8 @@ def evaluate_task(task: Task, model: Any, data: Encoded, batch_size: int, pad_id
             batch = {k: v.to(device) for k, v in batch.items()}
             predictions += (task.zero_shot if zero_shot else task.predict)(model, batch)
             references += task.references(batch)
+            if keep is not None:
+                rows += batch["row"].tolist()
+    if keep is not None:
+        keep.update(rows=rows, predictions=predictions, references=references)
     return task.metrics(predictions, references)

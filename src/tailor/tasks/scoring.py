@@ -63,20 +63,21 @@ class Prompt:
             if name is not None:  # spaces before a field go with the field's text
                 stripped = literal.rstrip(" ")
                 lead, literal = literal[len(stripped):], stripped
-            literals.append(tok(literal, add_special_tokens=False)["input_ids"] if literal else [])
+            literals.append(list(tok(literal, add_special_tokens=False)["input_ids"]) if literal else [])
             texts = [lead + str(r.get(name) or "") for r in records] if name is not None else None
-            fields.append(tok(texts, add_special_tokens=False)["input_ids"] if texts else None)
+            fields.append(tok(texts, add_special_tokens=False, verbose=False)["input_ids"] if texts else None)
         fixed = sum(len(x) for x in literals)
-        present = [i for i, f in enumerate(fields) if f is not None]
+        columns = {i: f for i, f in enumerate(fields) if f is not None}
+        present = list(columns)
         out, full = [], []
         for j in range(len(records)):
-            lengths = [len(fields[i][j]) for i in present]
+            lengths = [len(columns[i][j]) for i in present]
             keep = dict(zip(present, fit_lengths(lengths, max(budget - fixed, 1)), strict=True))
             seq: list[int] = []
-            for i, literal in enumerate(literals):
-                seq += literal
+            for i, literal_ids in enumerate(literals):
+                seq += literal_ids
                 if i in keep:
-                    seq += fields[i][j][: keep[i]]
+                    seq += columns[i][j][: keep[i]]
             out.append(seq)
             full.append(fixed + sum(lengths))
         return out, full

@@ -1,26 +1,47 @@
-"""fit(): the one training loop for every task and strategy."""
+"""fit(): the one training loop for every task and strategy; it resumes exactly from its own checkpoints."""
 
 from __future__ import annotations
 
+import errno
 import math
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import torch
 from accelerate import Accelerator
+from accelerate.state import AcceleratorState
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 
 from tailor.config import RunConfig, TrainConfig
-from tailor.data.batching import Encoded, bucketed_order
-from tailor.data.batching import iterate as iterate_batches
+from tailor.data.batching import Encoded, bucketed_order, collate
 from tailor.models.heads import TailorModel
 from tailor.strategies import apply_strategy, describe
 from tailor.tasks.base import Task, better, evaluate_task
-from tailor.train.checkpoint import load_weights, save_weights
+from tailor.train.checkpoint import (
+    checkpoint_step,
+    fault_point,
+    load_checkpoint,
+    load_weights,
+    save_checkpoint,
+    save_weights,
+)
+from tailor.train.guards import (
+    DIVERGE_FACTOR,
+    EARLY_STEPS,
+    StopRequest,
+    TrainingStopped,
+    diverged_message,
+    interrupted,
+    is_oom,
+    non_finite_message,
+    oom_message,
+    weights_finite,
+)
 from tailor.train.memory import peak_memory_mb, reset_peak_memory
+from tailor.train.trackers import log_to_trackers, start_trackers, tracker_args
 
 
 @dataclass
@@ -34,8 +55,34 @@ class FitResult:
     tokens_per_second: float = 0.0
     peak_memory_mb: float = 0.0
     stopped_early: bool = False
+    skipped_steps: int = 0  # non-finite loss or gradients: no optimiser step taken
+    resumed_from: list[int] = field(default_factory=list)  # checkpoint steps this run was resumed from
     strategy: dict = field(default_factory=dict)
     last_eval: dict = field(default_factory=dict)
+
+
+@dataclass
+class LoopState:
+    """Where the loop is; saved in every checkpoint, so that a resumed run goes on exactly as it would have."""
+
+    step: int = 0  # optimiser steps taken (or skipped)
+    epoch: int = 0
+    position: int = 0  # batches of this epoch's order already used
+    micro: int = 0  # forward passes so far; an optimiser step every grad_accum of them
+    running_loss: float = 0.0  # sum of batch losses since the last log line
+    running_n: int = 0
+    tokens: int = 0  # real (non-padding) tokens trained on
+    train_seconds: float = 0.0
+    best_metric: float | None = None
+    best_step: int | None = None
+    bad_evals: int = 0  # evaluations without improvement (early stopping)
+    stopped_early: bool = False
+    last_eval: dict = field(default_factory=dict)
+    skipped_steps: int = 0
+    bad_in_row: int = 0  # consecutive skipped steps
+    first_loss: float | None = None  # the first step's loss, for the divergence guard
+    high_in_row: int = 0  # consecutive early steps above DIVERGE_FACTOR x first_loss
+    resumed_from: list[int] = field(default_factory=list)
 
 
 def precision_of(cfg: TrainConfig) -> str:
@@ -78,6 +125,13 @@ def make_schedule(opt: torch.optim.Optimizer, cfg: TrainConfig, total: int) -> t
     return torch.optim.lr_scheduler.LambdaLR(opt, factor)
 
 
+def make_accelerator(cfg: RunConfig, run_dir: Path) -> Accelerator:
+    """An Accelerator for this run. accelerate keeps one state per process and refuses a second precision, so
+    the precision part of it is reset first (two runs in one process may differ, e.g. bf16 then fp32)."""
+    AcceleratorState._reset_state(reset_partial_state=False)
+    return Accelerator(mixed_precision=precision_of(cfg.train), **tracker_args(cfg, run_dir))
+
+
 def set_seed(seed: int) -> None:
     import random
 
@@ -99,10 +153,15 @@ def fit(
     ckpt_dir: Path,
     console: Console,
 ) -> FitResult:
-    """Train `model` on `train` for `task`, evaluate on `valid`, keep the best weights."""
+    """Train `model` on `train` for `task`, evaluate on `valid`, keep the best weights.
+
+    A complete checkpoint in ckpt_dir/last (a resumed run) is continued exactly. One is saved every
+    train.save_every steps, at the end, and on SIGINT / SIGTERM, which then raise TrainingInterrupted.
+    """
     tc = cfg.train
+    run_dir = ckpt_dir.parent
     set_seed(cfg.seed)
-    acc = Accelerator(mixed_precision=precision_of(tc))
+    acc = make_accelerator(cfg, run_dir)
     plan = apply_strategy(model, cfg.strategy, tc.lr, tc.weight_decay)
     model = plan.model
     info = describe(model, plan)
@@ -114,82 +173,196 @@ def fit(
     sched = make_schedule(opt, tc, total)
     model, opt = acc.prepare(model, opt)
     eval_every = tc.eval_every or max(1, total // 4)
-    result = FitResult(strategy=info)
-    best_path = ckpt_dir / "best"
+    save_every = tc.save_every or min(eval_every, 100)
+    last, best_path = ckpt_dir / "last", ckpt_dir / "best"
+    trained = [p for g in opt.param_groups for p in g["params"]]
+    start_trackers(acc, cfg, run_dir)
+    state = _resume(last, acc.unwrap_model(model), opt, sched, console)  # restores every RNG: nothing random after
+
+    def record(row: dict) -> None:
+        log(row)
+        log_to_trackers(acc, cfg, row)
+
     reset_peak_memory()
-    bad_evals, step, micro, epoch = 0, 0, 0, 0
-    running_loss, running_n = 0.0, 0
-    t_train = 0.0
     progress = _progress(console, total)
-    task_label = progress.add_task("train", total=total, loss=float("nan"), lr=0.0, tps=0.0)
-    with progress:
-        while step < total:
-            order = bucketed_order(train.lengths, tc.batch_size, cfg.seed, epoch)
-            for batch in iterate_batches(train, order, pad_id):
+    bar = progress.add_task("train", total=total, completed=state.step, loss=float("nan"), lr=0.0, tps=0.0)
+    step_loss, step_n, step_bad = 0.0, 0, False  # this optimiser step's micro-batches (always 0 at a checkpoint)
+    with progress, StopRequest(console) as stop:
+        while state.step < total and not state.stopped_early:
+            order = bucketed_order(train.lengths, tc.batch_size, cfg.seed, state.epoch)
+            for rows in order[state.position :]:
+                state.position += 1
                 if plan.on_step is not None:
-                    plan.on_step(step)
+                    plan.on_step(state.step)
                 t0 = time.perf_counter()
                 model.train()
-                batch = {k: v.to(acc.device) for k, v in batch.items()}
-                with acc.autocast():
-                    loss = task.loss(model, batch)
-                acc.backward(loss / tc.grad_accum)
-                result.tokens += int(batch["attention_mask"].sum())
-                running_loss += float(loss.detach())
-                running_n += 1
-                micro += 1
-                if micro % tc.grad_accum:
-                    t_train += time.perf_counter() - t0
+                batch = {k: v.to(acc.device) for k, v in collate(train, rows, pad_id).items()}
+                loss = _forward_backward(acc, task, model, batch, cfg)  # back-propagated only when finite
+                state.micro += 1
+                state.tokens += int(batch["attention_mask"].sum())
+                if math.isfinite(loss):
+                    state.running_loss, state.running_n = state.running_loss + loss, state.running_n + 1
+                    step_loss, step_n = step_loss + loss, step_n + 1
+                step_bad = step_bad or not math.isfinite(loss)
+                if state.micro % tc.grad_accum:
+                    state.train_seconds += time.perf_counter() - t0
                     continue
-                if tc.max_grad_norm:
-                    acc.clip_grad_norm_(model.parameters(), tc.max_grad_norm)
-                opt.step()
-                sched.step()
-                opt.zero_grad(set_to_none=True)
-                step += 1
-                t_train += time.perf_counter() - t0
-                tps = result.tokens / max(t_train, 1e-9)
+                stepped = _optimizer_step(acc, model, opt, sched, tc.max_grad_norm, skip=step_bad)
+                state.step += 1
+                state.train_seconds += time.perf_counter() - t0
+                fault_point("step", state.step)
+                if stepped:
+                    _watch_divergence(state, cfg, step_loss / max(step_n, 1))
+                else:
+                    _skip_step(state, cfg, trained, console)
+                step_loss, step_n, step_bad = 0.0, 0, False
+                tps = state.tokens / max(state.train_seconds, 1e-9)
                 lr_now = opt.param_groups[0]["lr"]
-                progress.update(task_label, completed=step, loss=running_loss / running_n, lr=lr_now, tps=tps)
-                if step % tc.log_every == 0 or step == total:
-                    log({"step": step, "epoch": round(step / steps_per_epoch, 3), "loss": running_loss / running_n,
-                         "lr": lr_now, "tokens_per_second": round(tps, 1)})
+                mean = state.running_loss / state.running_n if state.running_n else float("nan")
+                progress.update(bar, completed=state.step, loss=mean, lr=lr_now, tps=tps)
+                if state.step % tc.log_every == 0 or state.step == total:
+                    row = {"step": state.step, "epoch": round(state.step / steps_per_epoch, 3), "loss": mean,
+                           "lr": lr_now, "tokens_per_second": round(tps, 1)}
+                    record(row | ({"skipped_steps": state.skipped_steps} if state.skipped_steps else {}))
                     if not console.is_terminal:
-                        console.print(f"step {step}/{total}  loss {running_loss / running_n:.4f}  lr {lr_now:.2e}  {tps:,.0f} tok/s")
-                    running_loss, running_n = 0.0, 0
-                if valid is not None and len(valid) and (step % eval_every == 0 or step == total):
-                    metrics = evaluate_task(task, model, valid, cfg.eval.batch_size, pad_id, acc, limit=cfg.eval.max_examples)
-                    scalar = {k: v for k, v in metrics.items() if isinstance(v, int | float)}
-                    log({"step": step, "split": "validation", **scalar})
-                    result.last_eval = scalar
-                    value = scalar.get(tc.metric)
-                    if value is not None and better(tc.metric, value, result.best_metric, tc.early_stopping.min_delta):
-                        result.best_metric, result.best_step, bad_evals = value, step, 0
-                        save_weights(acc.unwrap_model(model), best_path)
-                    else:
-                        bad_evals += 1
-                    if tc.early_stopping.patience and bad_evals >= tc.early_stopping.patience:
-                        result.stopped_early = True
-                        console.print(f"early stopping at step {step}: {tc.metric} has not improved for {bad_evals} evaluations")
-                        break
-                if tc.save_every and step % tc.save_every == 0:
-                    save_weights(acc.unwrap_model(model), ckpt_dir / "last")
-                if step >= total:
+                        console.print(f"step {state.step}/{total}  loss {mean:.4f}  lr {lr_now:.2e}  {tps:,.0f} tok/s")
+                    state.running_loss, state.running_n = 0.0, 0
+                if valid is not None and len(valid) and (state.step % eval_every == 0 or state.step == total):
+                    _evaluate(task, model, valid, cfg, pad_id, acc, state, record, best_path, console)
+                done = state.stopped_early or state.step >= total
+                if done or stop.requested or state.step % save_every == 0:
+                    _save(last, acc.unwrap_model(model), opt, sched, state, run_dir)
+                if stop.signum is not None:
+                    raise interrupted(stop.signum, state.step, total, str(run_dir))
+                if done:
                     break
-            epoch += 1
-            if result.stopped_early:
-                break
+            else:  # the epoch's batches are used up
+                state.epoch, state.position = state.epoch + 1, 0
     model = acc.unwrap_model(model)
-    save_weights(model, ckpt_dir / "last")
-    if result.best_step is not None and result.best_step != step:
+    if tc.report_to:
+        acc.end_training()
+    if state.best_step is not None and state.best_step != state.step:
         load_weights(model, best_path)
-        console.print(f"restored the best weights (step {result.best_step}, {tc.metric} {result.best_metric:.4f})")
-    result.steps, result.epochs = step, round(step / steps_per_epoch, 3)
-    result.train_seconds = round(t_train, 2)
-    result.tokens_per_second = round(result.tokens / max(t_train, 1e-9), 1)
-    result.peak_memory_mb = peak_memory_mb()
+        console.print(f"restored the best weights (step {state.best_step}, {tc.metric} {state.best_metric:.4f})")
     plan.model = model
-    return result
+    return FitResult(
+        steps=state.step, epochs=round(state.step / steps_per_epoch, 3), best_step=state.best_step,
+        best_metric=state.best_metric, train_seconds=round(state.train_seconds, 2), tokens=state.tokens,
+        tokens_per_second=round(state.tokens / max(state.train_seconds, 1e-9), 1), peak_memory_mb=peak_memory_mb(),
+        stopped_early=state.stopped_early, skipped_steps=state.skipped_steps, resumed_from=state.resumed_from,
+        strategy=info, last_eval=state.last_eval,
+    )
+
+
+def _resume(last: Path, model: TailorModel, opt: torch.optim.Optimizer, sched, console: Console) -> LoopState:
+    """The loop state of the last complete checkpoint (weights, optimiser, scheduler, RNG restored); fresh if none."""
+    if checkpoint_step(last) is None:
+        return LoopState()
+    state = LoopState(**load_checkpoint(last, model, opt, sched))
+    state.resumed_from.append(state.step)
+    console.print(f"resuming from the checkpoint at step {state.step} ({last})", highlight=False)
+    return state
+
+
+def _forward_backward(acc: Accelerator, task: Task, model: TailorModel, batch: dict, cfg: RunConfig) -> float:
+    """One batch's loss, back-propagated (scaled for accumulation) when finite; out of memory -> TrainingStopped."""
+    try:
+        with acc.autocast():
+            loss = task.loss(model, batch)
+        value = float(loss.detach())
+        if math.isfinite(value):
+            acc.backward(loss / cfg.train.grad_accum)
+        return value
+    except Exception as e:
+        if is_oom(e):
+            raise TrainingStopped(oom_message(cfg, "training")) from None
+        raise
+
+
+def _optimizer_step(acc: Accelerator, model: TailorModel, opt, sched, max_norm: float | None, skip: bool) -> bool:
+    """Clip and step; with a non-finite loss or gradient norm the gradients are dropped instead. True if stepped."""
+    if not skip:
+        if max_norm:
+            norm = acc.clip_grad_norm_(model.parameters(), max_norm)
+        else:
+            norm = torch.nn.utils.get_total_norm([p.grad for p in model.parameters() if p.grad is not None])
+        skip = not math.isfinite(float(norm))
+    if not skip:
+        opt.step()
+        sched.step()
+    opt.zero_grad(set_to_none=True)
+    return not skip
+
+
+def _watch_divergence(state: LoopState, cfg: RunConfig, loss: float) -> None:
+    """Early on, a loss above DIVERGE_FACTOR x the first step's, two steps in a row, means train.lr is too high."""
+    state.bad_in_row = 0
+    if state.first_loss is None:
+        state.first_loss = loss
+        return
+    if state.step > EARLY_STEPS:
+        return
+    state.high_in_row = state.high_in_row + 1 if loss > DIVERGE_FACTOR * state.first_loss else 0
+    if state.high_in_row >= 2:
+        raise TrainingStopped(diverged_message(cfg, state.step, state.first_loss, loss))
+
+
+def _skip_step(state: LoopState, cfg: RunConfig, trained: list, console: Console) -> None:
+    """Count a step skipped for a non-finite loss or gradient; stop when the weights or K steps in a row are bad."""
+    state.skipped_steps += 1
+    state.bad_in_row += 1
+    console.print(f"[yellow]warning[/] step {state.step}: non-finite loss or gradients; step skipped "
+                  f"({state.skipped_steps} so far)", highlight=False)
+    if not weights_finite(trained):
+        raise TrainingStopped(diverged_message(cfg, state.step, state.first_loss or float("nan"), float("nan")))
+    if state.bad_in_row >= cfg.train.max_bad_steps:
+        raise TrainingStopped(non_finite_message(cfg, state.step, state.bad_in_row))
+
+
+def _evaluate(task: Task, model, valid: Encoded, cfg: RunConfig, pad_id: int, acc: Accelerator, state: LoopState,
+              record: Callable[[dict], None], best_path: Path, console: Console) -> None:
+    """Score the validation split; keep the best weights; decide on early stopping."""
+    tc = cfg.train
+    try:
+        metrics = evaluate_task(task, model, valid, cfg.eval.batch_size, pad_id, acc, limit=cfg.eval.max_examples)
+    except Exception as e:
+        if is_oom(e):
+            raise TrainingStopped(oom_message(cfg, "evaluation")) from None
+        raise
+    scalar = {k: v for k, v in metrics.items() if isinstance(v, int | float)}
+    record({"step": state.step, "split": "validation", **scalar})
+    state.last_eval = scalar
+    value = scalar.get(tc.metric)
+    if value is not None and better(tc.metric, value, state.best_metric, tc.early_stopping.min_delta):
+        state.best_metric, state.best_step, state.bad_evals = value, state.step, 0
+        try:
+            save_weights(acc.unwrap_model(model), best_path)
+        except OSError as e:
+            raise _disk_full(e, best_path, state.step) from None
+    else:
+        state.bad_evals += 1
+    if tc.early_stopping.patience and state.bad_evals >= tc.early_stopping.patience:
+        state.stopped_early = True
+        console.print(f"early stopping at step {state.step}: {tc.metric} has not improved for {state.bad_evals} evaluations")
+
+
+def _save(last: Path, model: TailorModel, opt, sched, state: LoopState, run_dir: Path) -> None:
+    """Write the checkpoint; on a full disk the previous one stays intact and the run stops, saying so."""
+    try:
+        save_checkpoint(last, model, opt, sched, asdict(state))
+    except OSError as e:
+        raise _disk_full(e, last, state.step, run_dir) from None
+
+
+def _disk_full(e: OSError, path: Path, step: int, run_dir: Path | None = None) -> Exception:
+    """TrainingStopped for a full disk (naming the intact previous checkpoint); any other OSError as it is."""
+    if e.errno != errno.ENOSPC:
+        return e
+    previous = checkpoint_step(path.parent / "last")
+    kept = f"the previous checkpoint (step {previous}) is intact" if previous is not None else "no earlier checkpoint exists"
+    run = run_dir or path.parent.parent
+    return TrainingStopped(f"disk full while saving {path} at step {step}; nothing was overwritten and {kept}. "
+                           f"Free some disk space, then: tailor resume {run}")
 
 
 def _progress(console: Console, total: int) -> Progress:

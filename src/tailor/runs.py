@@ -1,0 +1,206 @@
+"""Runs after the fact: resume an interrupted one, reproduce a finished one, list and show them (`tailor runs`)."""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from pathlib import Path
+from typing import Any
+
+import yaml
+from rich.console import Console
+from rich.table import Table
+
+from tailor import registry
+from tailor.runrecord import ENV, RunError, config_hash, environment
+from tailor.train.checkpoint import checkpoint_step
+
+RTOL, ATOL = 1e-4, 1e-6  # "within tolerance" for reproduced metrics
+
+
+def resolve_run(ref: str | Path, root: str | Path = "runs") -> Path:
+    """A run directory from its path, or from its name in the registry of `root`."""
+    path = Path(ref)
+    if (path / "config.yaml").is_file():
+        return path
+    row = registry.find_run(Path(root), str(ref))
+    if row is not None and (Path(row["path"]) / "config.yaml").is_file():
+        return Path(row["path"])
+    raise RunError(f"{ref}: not a run directory (no config.yaml there) and no run of that name in "
+                   f"{Path(root) / registry.FILE}; `tailor runs` lists the runs")
+
+
+def resume_run(ref: str | Path, console: Console) -> Any:
+    """Continue a run from its last complete checkpoint, with its own config and data; None if it had finished."""
+    from tailor.api import train
+    from tailor.config import load_config
+
+    run = resolve_run(ref)
+    if (run / "metrics.json").is_file():
+        console.print(f"{run} has finished (metrics.json is written); nothing to resume", highlight=False)
+        return None
+    step = checkpoint_step(run / "checkpoints" / "last")
+    console.print(f"resuming {run} " + (f"from step {step}" if step is not None else
+                                        "from the start (it stopped before its first checkpoint)"), highlight=False)
+    return train(load_config(run / "config.yaml"), console, resume=run)
+
+
+def reproduce_run(ref: str | Path, console: Console) -> tuple[Any, list[dict]]:
+    """Train again from a finished run's record into a new run; compare the final metrics, metric by metric."""
+    from tailor.api import train
+    from tailor.config import load_config
+
+    run = resolve_run(ref)
+    if not (run / "metrics.json").is_file():
+        raise RunError(f"{run} has not finished (no metrics.json), so there is nothing to compare with; "
+                       f"resume it with: tailor resume {run}")
+    cfg = load_config(run / "config.yaml")
+    check_inputs(run)
+    for note in environment_changes(run, cfg):
+        console.print(f"[yellow]note[/] {note}", highlight=False)
+    new = train(cfg, console)
+    original = json.loads((run / "metrics.json").read_text())
+    rows = compare_metrics(original.get("fine_tuned", {}), new.metrics.get("fine_tuned", {}))
+    from tailor.rundir import write_json
+
+    write_json(new.path / "reproduce.json", {"of": str(run.resolve()), "metrics": rows})
+    return new, rows
+
+
+def check_inputs(run: Path) -> None:
+    """The run's data files (data.json) and base model (env.json) are as they were; RunError naming what changed."""
+    from tailor.data.prepare import file_hash
+    from tailor.models.load import directory_hash
+
+    files = json.loads((run / "data.json").read_text()).get("files", {})
+    problems = [f"{f}: missing" if not Path(f).is_file() else f"{f}: contents changed (sha256 differs)"
+                for f, h in files.items() if not Path(f).is_file() or file_hash(Path(f)) != h]
+    env = json.loads((run / ENV).read_text()) if (run / ENV).is_file() else {}
+    base = env.get("base_model") or {}
+    if base.get("hash") and Path(base["path"]).is_dir() and directory_hash(base["path"]) != base["hash"]:
+        problems.append(f"model {base['path']}: its files changed since the run")
+    if problems:
+        raise RunError(f"cannot reproduce {run}: the inputs changed\n" + "\n".join(f"  {p}" for p in problems))
+
+
+def environment_changes(run: Path, cfg: Any) -> list[str]:
+    """What differs from the recorded run: package versions, hardware, a hand-edited config."""
+    if not (run / ENV).is_file():
+        return [f"{run} has no {ENV} (made before tailor recorded it); versions cannot be compared"]
+    env = json.loads((run / ENV).read_text())
+    now = environment()
+    notes = [f"{k}: {env[k]} then, {now[k]} now" for k in now if k in env and env[k] != now[k]]
+    if env.get("config_hash") and env["config_hash"] != config_hash(cfg):
+        notes.append("config.yaml was edited after the run (its hash differs from env.json)")
+    return notes
+
+
+def compare_metrics(before: dict, after: dict) -> list[dict]:
+    """Per split and scalar metric: exact, within tolerance (rel 1e-4, abs 1e-6), or differs."""
+    rows = []
+    for split in sorted(set(before) | set(after)):
+        a, b = before.get(split, {}), after.get(split, {})
+        for name in sorted(set(a) | set(b)):
+            x, y = a.get(name), b.get(name)
+            if not all(isinstance(v, int | float) or v is None for v in (x, y)):
+                continue
+            verdict = ("exact" if x == y else "differs" if x is None or y is None else
+                       "within tolerance" if math.isclose(x, y, rel_tol=RTOL, abs_tol=ATOL) else "differs")
+            rows.append({"split": split, "metric": name, "original": x, "reproduced": y, "verdict": verdict})
+    return rows
+
+
+def render_comparison(rows: list[dict], console: Console) -> None:
+    table = Table("split", "metric", "original", "reproduced", "verdict", title="reproduced vs original")
+    for r in rows:
+        style = {"exact": "green", "within tolerance": "yellow"}.get(r["verdict"], "red")
+        table.add_row(r["split"], r["metric"], _num(r["original"]), _num(r["reproduced"]), f"[{style}]{r['verdict']}[/]")
+    console.print(table)
+    differ = [r for r in rows if r["verdict"] == "differs"]
+    close = [r for r in rows if r["verdict"] == "within tolerance"]
+    console.print(f"{len(differ)} of {len(rows)} metrics differ" if differ else
+                  f"all {len(rows)} metrics match" + (f" ({len(close)} within tolerance)" if close else " exactly"))
+
+
+# ------------------------------------------------------------------ tailor runs
+
+
+def _num(v: Any) -> str:
+    return "-" if v is None else f"{v:.6g}" if isinstance(v, float) else str(v)
+
+
+def _when(t: float | None) -> str:
+    return time.strftime("%Y-%m-%d %H:%M", time.localtime(t)) if t else "-"
+
+
+def _duration(row: dict) -> str:
+    """Wall time: to the end, or so far while running; unknown for a process that died."""
+    end = row.get("ended") or (time.time() if row["status"] == "running" else None)
+    if not row.get("started") or end is None:
+        return "-"
+    seconds = int(end - row["started"])
+    return f"{seconds // 3600}:{seconds // 60 % 60:02d}:{seconds % 60:02d}"
+
+
+def headline(metrics: dict | None) -> str:
+    """The run's own metric on test (else validation), fine-tuned."""
+    if not metrics or not metrics.get("fine_tuned"):
+        return "-"
+    tuned, name = metrics["fine_tuned"], metrics.get("metric") or "loss"
+    split = "test" if tuned.get("test") else "validation"
+    value = tuned.get(split, {}).get(name)
+    return f"{name} {_num(value)} ({split})" if value is not None else "-"
+
+
+def render_runs(rows: list[dict], console: Console) -> None:
+    table = Table("name", "status", "task", "strategy", "base model", "started", "took", "result", title="runs")
+    colour = {"running": "cyan", "finished": "green", "failed": "red", "interrupted": "yellow"}
+    for r in rows:
+        table.add_row(r["name"], f"[{colour.get(r['status'], 'white')}]{r['status']}[/]", r["task"] or "-",
+                      r["strategy"] or "-", r["base_model"] or "-", _when(r["started"]), _duration(r), headline(r["metrics"]))
+    console.print(table if rows else "no runs recorded here yet")
+
+
+def render_run(row: dict, console: Console) -> None:
+    """One run: status, config summary, metrics, lineage, and how to resume it if it stopped."""
+    run = Path(row["path"])
+    console.print(f"[bold]{row['name']}[/]  {row['status']}  ({run})", highlight=False)
+    if row.get("message"):
+        console.print(f"  {row['message']}", highlight=False)
+    console.print(f"  process {row['pid']} on {row['host']}, started {_when(row['started'])}, ended {_when(row['ended'])}"
+                  + (f", resumed {row['resumes']}x" if row.get("resumes") else ""), highlight=False)
+    for line in config_summary(run):
+        console.print(f"  {line}", highlight=False)
+    _render_metrics(row.get("metrics"), console)
+    for i, step in enumerate(row.get("lineage") or []):
+        console.print(f"  lineage {i + 1}: {step.get('run')} ({(step.get('task') or {}).get('type', '?')})", highlight=False)
+    if row["status"] in ("interrupted", "failed") and (run / "config.yaml").is_file():
+        step = checkpoint_step(run / "checkpoints" / "last")
+        where = f"from its checkpoint at step {step}" if step is not None else "from the start (no checkpoint)"
+        fix = " once the cause is fixed (same config; a changed setting needs a new run)" if row["status"] == "failed" else ""
+        console.print(f"  resume {where}{fix}: [bold]tailor resume {run}[/]", highlight=False)
+
+
+def config_summary(run: Path) -> list[str]:
+    path = run / "config.yaml"
+    if not path.is_file():
+        return ["(config.yaml is missing)"]
+    c = yaml.safe_load(path.read_text())
+    t = c["train"]
+    length = f"{t['max_steps']} steps" if t.get("max_steps") else f"{t['epochs']} epochs"
+    return [f"model {c['model']['path']}, task {c['task']['type']}, strategy {c['strategy']['name']}, seed {c['seed']}",
+            f"lr {t['lr']}, batch {t['batch_size']} x {t['grad_accum']}, {length}, precision {t['precision']}",
+            f"data {', '.join(c['data']['train'])}"]
+
+
+def _render_metrics(metrics: dict | None, console: Console) -> None:
+    if not metrics or not metrics.get("fine_tuned"):
+        return
+    table = Table("split", "metric", "pre-trained", "fine-tuned")
+    base = metrics.get("baseline") or {}
+    for split, values in metrics["fine_tuned"].items():
+        for name, value in values.items():
+            if isinstance(value, int | float):
+                table.add_row(split, name, _num(base.get(split, {}).get(name)), _num(value))
+    console.print(table)

@@ -1,0 +1,163 @@
+"""Using a finished run: multi-turn chat with the run's template, answers from an extractive QA run."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, replace
+from functools import partial
+from pathlib import Path
+from typing import Any, TextIO
+
+import numpy as np
+
+from tailor.data.batching import collate
+from tailor.generate import GenerationSettings, generate_text
+from tailor.models.heads import TailorModel
+from tailor.models.load import context_length
+from tailor.tasks.chat_format import ChatTemplate
+
+
+@dataclass
+class Loaded:
+    """A run (or any model directory) ready to use."""
+
+    model: TailorModel
+    tok: Any
+    task: Any  # the run's task (None for a plain model directory)
+    template: ChatTemplate
+    max_length: int
+
+
+@dataclass
+class Answer:
+    text: str  # an exact substring of the context ("" = the context does not answer it)
+    score: float
+
+
+def open_run(path: str | Path) -> Loaded:
+    """Load a run directory (model, task layers, task, chat template), or a plain model directory."""
+    from tailor.config import ModelConfig
+    from tailor.models.load import load
+
+    run = Path(path)
+    meta: dict = {}
+    task = None
+    if (run / "tailor.json").is_file() and (run / "config.yaml").is_file():
+        from tailor.api import load_run, load_task
+
+        model, tok, meta = load_run(run)
+        task = load_task(run)
+    else:
+        backbone, tok, _ = load(ModelConfig(path=str(run)))
+        model = TailorModel(backbone)
+    model.eval()
+    template = ChatTemplate(tok, meta.get("task", {}).get("chat_template"))
+    return Loaded(model, tok, task, template, _max_length(run, model))
+
+
+def _max_length(run: Path, model: TailorModel) -> int:
+    """data.max_length of the run, else the model's context."""
+    try:
+        stats = json.loads((run / "data.json").read_text())["token_statistics"]
+        return int(stats["max_length"])
+    except (OSError, KeyError, TypeError, ValueError):
+        return min(_context(model), 2048)
+
+
+def _context(model: TailorModel) -> int:
+    return context_length(model.backbone)  # type: ignore[arg-type]
+
+
+def _opened(run: Loaded | str | Path) -> Loaded:
+    return run if isinstance(run, Loaded) else open_run(run)
+
+
+def fit_conversation(template: ChatTemplate, messages: list[dict], budget: int) -> list[int]:
+    """Generation prompt ids; the oldest turns (never the system message) are dropped until it fits."""
+    msgs = list(messages)
+    first = 1 if msgs and msgs[0]["role"] == "system" else 0
+    ids = template.prompt_ids(msgs)
+    while len(ids) > budget and len(msgs) - first > 1:  # the latest message always stays
+        del msgs[first]
+        while len(msgs) - first > 1 and msgs[first]["role"] == "assistant":  # start on a user turn
+            del msgs[first]
+        ids = template.prompt_ids(msgs)
+    return ids
+
+
+def chat_reply(run: Loaded | str | Path, messages: list[dict], settings: GenerationSettings | None = None,
+               on_text: Callable[[str], None] | None = None) -> str:
+    """The assistant's next reply to `messages` ([{"role", "content"}, ...]), with the run's template."""
+    run = _opened(run)
+    settings = settings or GenerationSettings()
+    marker = run.template.end_marker
+    if marker and marker not in run.tok.all_special_tokens and marker not in settings.stop:
+        settings = replace(settings, stop=(*settings.stop, marker))
+    msgs = [{"role": m["role"], "content": m["content"]} for m in messages]
+    context = _context(run.model)
+    # the conversation keeps at least half the context; the reply gets what is left (at most max_new_tokens)
+    ids = fit_conversation(run.template, msgs, context - min(settings.max_new_tokens, context // 2))
+    room = max(context - len(ids), 1)
+    if room < settings.max_new_tokens:
+        settings = replace(settings, max_new_tokens=room)
+    return generate_text(run.model.backbone, run.tok, ids, settings, on_text=on_text).strip()
+
+
+def answer(run: Loaded | str | Path, context: str, question: str, batch_size: int = 16) -> Answer:
+    """Answer `question` from `context`: a span of the context (extractive run) or generated text."""
+    run = _opened(run)
+    task = run.task
+    if task is None or getattr(task, "type", None) != "qa":
+        raise ValueError("this run is not a question-answering run (task.type qa); use `tailor chat` or `generate`")
+    record = {"question": question, "context": context, "answers": {"text": [], "answer_start": []}}
+    if not hasattr(task, "best_answers"):  # generative QA: a chat reply to the same prompt
+        messages = task.messages_of(record)[:-1]
+        return Answer(chat_reply(run, messages, GenerationSettings(max_new_tokens=task.max_new_tokens)), 0.0)
+    enc = task.encode_split([record], run.tok, run.max_length)
+    candidates: list = []
+    for start in range(0, len(enc), batch_size):
+        batch = collate(enc, np.arange(start, min(start + batch_size, len(enc))), run.tok.pad_token_id)
+        candidates += task.predict(run.model, batch)
+    text, score = next(iter(task.best_answers(candidates).values()))
+    return Answer(text, score)
+
+
+def _write(out: TextIO, text: str) -> None:
+    out.write(text)
+    out.flush()
+
+
+def _turns(stream: TextIO, interactive: bool, ask: Callable[[], str]) -> Iterator[str]:
+    """User turns: prompted lines at a terminal, else stdin line by line until EOF."""
+    while True:
+        try:
+            line = ask() if interactive else stream.readline()
+        except (EOFError, KeyboardInterrupt):
+            return
+        if not interactive and line == "":
+            return
+        yield line.strip()
+
+
+def chat_loop(run: Loaded, settings: GenerationSettings, system: str | None, stream: TextIO, out: TextIO,
+              interactive: bool, ask: Callable[[], str] = lambda: input("you> ")) -> list[dict]:
+    """Multi-turn chat: each reply streams to `out`; /reset forgets the conversation, /exit ends it."""
+    start = [{"role": "system", "content": system}] if system else []
+    messages = list(start)
+    for line in _turns(stream, interactive, ask):
+        if not line:
+            continue
+        if line in ("/exit", "/quit"):
+            break
+        if line == "/reset":
+            messages = list(start)
+            continue
+        messages.append({"role": "user", "content": line})
+        if interactive:
+            out.write("assistant> ")
+        reply = chat_reply(run, messages, settings, on_text=partial(_write, out))
+        out.write("\n")
+        out.flush()
+        messages.append({"role": "assistant", "content": reply})
+    return messages
