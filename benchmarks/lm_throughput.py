@@ -1,8 +1,9 @@
 """Real (non-padding) tokens per second: tailor's fit() vs the Hugging Face Trainer's defaults.
 
 Same model, same examples (varied length), same batch size, same precision (bf16 autocast where
-the CPU has it), one process, one after the other; prints both throughputs, the ratio, and both
-peak memories (peak resident set, reset between the two).
+the CPU has it), one command: each side trains in a fresh child process of its own (spawned one after
+the other), so each peak memory (peak resident set of that process, or the allocator peak on GPU) is
+that side's alone. Prints both throughputs, the ratio, and both peak memories.
 
     python benchmarks/lm_throughput.py --text ../shared/data/tinyshakespeare/input.txt
 """
@@ -10,6 +11,7 @@ peak memories (peak resident set, reset between the two).
 from __future__ import annotations
 
 import argparse
+import multiprocessing
 import tempfile
 import time
 from pathlib import Path
@@ -91,6 +93,35 @@ def run_tailor(model_dir: Path, exs: list[list[int]], tok, batch: int, bf16: boo
     return real / seconds, peak_memory_mb()
 
 
+def _side(fn, model_dir: Path, exs: list[list[int]], batch: int, bf16: bool, out) -> None:
+    """Child process body: load the tokenizer, train one side, send (tokens/s, peak MB) back."""
+    from transformers import AutoTokenizer
+
+    torch.set_num_threads(out.threads)
+    tok = AutoTokenizer.from_pretrained(model_dir)
+    if tok.pad_token is None:
+        tok.pad_token = tok.eos_token
+    out.conn.send(fn(model_dir, exs, tok, batch, bf16))
+
+
+class _Out:
+    def __init__(self, conn, threads: int) -> None:
+        self.conn, self.threads = conn, threads
+
+
+def in_child(fn, model_dir: Path, exs: list[list[int]], batch: int, bf16: bool) -> tuple[float, float]:
+    """Run one side in a freshly spawned process; its peak memory is its own."""
+    ctx = multiprocessing.get_context("spawn")
+    recv, send = ctx.Pipe(duplex=False)
+    proc = ctx.Process(target=_side, args=(fn, model_dir, exs, batch, bf16, _Out(send, torch.get_num_threads())))
+    proc.start()
+    result = recv.recv()
+    proc.join()
+    if proc.exitcode != 0:
+        raise SystemExit(f"{fn.__name__} failed in its child process (exit {proc.exitcode})")
+    return result
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--model", type=Path, default=TINY_DIR, help="model directory (default tailor-tiny)")
@@ -105,8 +136,8 @@ def main() -> None:
         tok.pad_token = tok.eos_token
     exs = examples(args.text, tok, args.examples, seed=0)
     bf16 = precision_of(RunConfig().train) == "bf16"
-    hf_tps, hf_mem = run_trainer(args.model, exs, tok, args.batch_size, bf16)
-    tl_tps, tl_mem = run_tailor(args.model, exs, tok, args.batch_size, bf16)
+    hf_tps, hf_mem = in_child(run_trainer, args.model, exs, args.batch_size, bf16)
+    tl_tps, tl_mem = in_child(run_tailor, args.model, exs, args.batch_size, bf16)
     print(f"precision: {'bf16 autocast' if bf16 else 'fp32'}; {len(exs)} examples, "
           f"{sum(map(len, exs)):,} real tokens, batch {args.batch_size}")
     print(f"HF Trainer (defaults): {hf_tps:8.0f} real tokens/s, peak memory {hf_mem:.0f} MB")

@@ -111,7 +111,7 @@ def oracle(monkeypatch, task, model):
         b, rows = seen["batch"], torch.arange(hidden.shape[0])
         start = torch.full(hidden.shape[:2], -5.0)
         end = torch.full(hidden.shape[:2], -5.0)
-        start[rows, b["start"]] = 5.0
+        start[rows, b["start"] - 1] = 5.0  # the start logit of token t comes from position t - 1
         end[rows, b["end"]] = 5.0
         return start, end
 

@@ -341,7 +341,7 @@ def _markdown(root: Path, grid: Grid, cells: list[Cell], extra: dict, table: tab
     done = sum(c.status == "done" for c in cells)
     varied = "; ".join(f"{k} = {', '.join(v)}" for k, v in grid.vary.items()) or "nothing (seeds only)"
     lines = [f"# {extra['name']}: ablation", "",
-             f"- config: `{grid.config}`" + (f", overrides: `{' '.join(grid.overrides)}`" if grid.overrides else ""),
+             f"- config: `{grid.config}` as it was at the start (`{extra['snapshot']}`)" + (f", overrides: `{' '.join(grid.overrides)}`" if grid.overrides else ""),
              f"- varied: {varied}; seeds 0..{grid.seeds - 1} (a seed also reseeds the train/validation/test split)",
              f"- cells finished: {done} of {len(cells)}",
              f"- {table.split} metrics, mean ± std over the finished seeds (sample std; one seed shows the mean); "

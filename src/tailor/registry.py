@@ -47,7 +47,7 @@ def _db(root: Path, write: bool = True) -> Iterator[sqlite3.Connection]:
     root.mkdir(parents=True, exist_ok=True)
     with closing(sqlite3.connect(root / FILE, timeout=30, isolation_level=None)) as con:
         con.execute("PRAGMA busy_timeout = 30000")
-        con.execute("PRAGMA journal_mode = WAL")
+        _wal(con)
         con.row_factory = sqlite3.Row
         con.execute("BEGIN IMMEDIATE" if write else "BEGIN")
         try:
@@ -57,6 +57,25 @@ def _db(root: Path, write: bool = True) -> Iterator[sqlite3.Connection]:
         except BaseException:
             con.execute("ROLLBACK")
             raise
+
+
+def _wal(con: sqlite3.Connection) -> None:
+    """Switch the database to WAL once (the mode persists in the file).
+
+    Switching needs an exclusive lock, and SQLite does not call the busy handler for it when another new
+    connection is doing the same, so several processes opening a fresh registry at once retry here.
+    """
+    for attempt in range(200):
+        try:
+            if con.execute("PRAGMA journal_mode").fetchone()[0] == "wal":
+                return
+            con.execute("PRAGMA journal_mode = WAL")
+            return
+        except sqlite3.OperationalError as e:
+            if "locked" not in str(e) and "busy" not in str(e):
+                raise
+            time.sleep(0.01 + 0.002 * attempt)
+    con.execute("PRAGMA journal_mode = WAL")
 
 
 def process_start(pid: int) -> str | None:

@@ -166,8 +166,9 @@ def plot(table: AblationTable, path: Path, title: str) -> bool:
     ax.bar(range(len(bars)), [m for _, m, _ in bars], yerr=[s for _, _, s in bars], capsize=4, color=colors)
     base = next((r.mean_std(table.main)[0] for r in table.rows if r.baseline), None)
     if base is not None:
-        ax.axhline(base, color="gray", linestyle="--", label="pre-trained baseline")
-        ax.legend(loc="best")
+        ax.axhline(base, color="gray", linestyle="--")
+        ax.text(len(bars) - 0.5, base, "pre-trained baseline ", color="dimgray", fontsize="small",
+                ha="right", va="bottom")
     ax.set_xticks(range(len(bars)), [r.setting for r, _, _ in bars], rotation=20, ha="right")
     ax.set_ylabel(f"{table.split} {table.main}")
     ax.set_title(title)

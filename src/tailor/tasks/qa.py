@@ -176,9 +176,14 @@ class ExtractiveQA:
     # ------------------------------------------------------------ model
 
     def _logits(self, model: Any, batch: dict[str, Tensor]) -> tuple[Tensor, Tensor]:
-        """Start and end logits, (B, T) each, NEG outside the context tokens and the no-answer slot."""
+        """Start and end logits, (B, T) each, NEG outside the context tokens and the no-answer slot.
+
+        Token t's start logit is read from the hidden state at t - 1, the state that predicts token t in
+        pre-training ("the answer comes next"); its end logit from the state at t.
+        """
         hidden = model.hidden(batch["input_ids"], batch["attention_mask"])  # (B, T, C)
         start, end = model.heads["span"](hidden)
+        start = F.pad(start[:, :-1], (1, 0), value=NEG)  # (B, T): shifted right by one
         pos = torch.arange(start.shape[1], device=start.device)[None, :]  # (1, T)
         null = batch["attention_mask"].sum(1, keepdim=True) - 1  # (B, 1)
         allowed = (pos >= batch["ctx_start"][:, None]) & (pos <= null)
