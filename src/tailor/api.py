@@ -37,6 +37,7 @@ from tailor.runrecord import (
 )
 from tailor.tasks import build_task
 from tailor.tasks.base import Task, evaluate_task
+from tailor.tasks.multitask import MultiTask, choose_task
 from tailor.train.loop import FitResult, fit, precision_of, set_seed
 from tailor.train.trackers import check_trackers
 from tailor.use import answer, chat_reply, open_run  # using a finished run (tailor chat / answer)
@@ -193,39 +194,60 @@ def _load_previous_heads(model: TailorModel, src: Source) -> None:
         model.heads.load_state_dict(state)
 
 
-def load_run(path: str | Path) -> tuple[TailorModel, object, dict]:
-    """A finished run's model (backbone + heads) and tokenizer, ready to predict or generate."""
+def load_run(path: str | Path, task: str | None = None) -> tuple[TailorModel, object, dict]:
+    """A finished run's model (backbone + heads) and tokenizer, ready to predict or generate.
+
+    For a multitask run, `task` names the sub-task whose heads the model keeps; without it, every head.
+    """
     from tailor.config import ModelConfig
 
     run = Path(path)
     meta = json.loads((run / "tailor.json").read_text())
+    name = choose_task(meta["task"], task, run) if task is not None else None
     tok, src = load_tokenizer_for(ModelConfig(path=str(run)))
     backbone = load_backbone(ModelConfig(path=str(run)), tok, src)
     model = TailorModel(backbone)
     if (run / "heads.safetensors").is_file():  # task layers (classification, span): rebuilt from the run's task
-        task = load_task(run)
-        model = TailorModel(backbone, task.build_heads(model.hidden_size))
-        model.load_heads(run / "heads.safetensors")
-    return model, tok, meta
+        model = TailorModel(backbone, load_task(run).build_heads(model.hidden_size))
+        model.load_heads(run / "heads.safetensors")  # a multitask run: every sub-task's heads, by task name
+    return (model.for_task(name) if name else model), tok, meta
 
 
-def load_task(path: str | Path) -> Task:
-    """A finished run's task: rebuilt from its config.yaml, with what it learned (labels, template) restored."""
+def load_task(path: str | Path, task: str | None = None) -> Task:
+    """A finished run's task: rebuilt from its config.yaml, with what it learned (labels, template) restored.
+
+    For a multitask run, `task` picks one sub-task; without it, the multitask task itself.
+    """
     from tailor.config import load_config
 
     run = Path(path)
     meta = json.loads((run / "tailor.json").read_text())
+    name = choose_task(meta["task"], task, run) if task is not None else None
     cfg = load_config(run / "config.yaml")
-    task = build_task(cfg.task, cfg)
-    if hasattr(task, "restore"):
-        task.restore(meta["task"])
-    return task
+    built = build_task(cfg.task, cfg)
+    if hasattr(built, "restore"):
+        built.restore(meta["task"])
+    return built.tasks[name] if name and isinstance(built, MultiTask) else built
 
 
-def evaluate_file(path: str | Path, file: str | Path, batch_size: int | None = None) -> dict:
+def _task_settings(run: Path, meta: dict, task: str | None) -> tuple[str | None, dict, int | None]:
+    """The sub-task to use (None: a single-task run), its field map and its max_length as trained."""
+    from tailor.config import load_config
+
+    name = choose_task(meta["task"], task, run)
+    cfg = load_config(run / "config.yaml")
+    if name is None:
+        summary = json.loads((run / "metrics.json").read_text()) if (run / "metrics.json").is_file() else {}
+        return None, cfg.data.fields, summary.get("context") or cfg.data.max_length
+    sub = next(t for t in cfg.task.tasks if t.name == name)
+    return name, sub.data.fields if sub.data else {}, meta["task"]["tasks"][name].get("max_length")
+
+
+def evaluate_file(path: str | Path, file: str | Path, batch_size: int | None = None, task: str | None = None) -> dict:
     """A finished run's model scored on any data file, after the same checks as training (DataError on errors).
 
     Returns metrics, the example count, warnings, and per-example predictions (tasks that predict per example).
+    A multitask run needs `task`, the sub-task whose data the file holds.
     """
     from tailor.config import load_config
     from tailor.data.check import check_schema, find_duplicates
@@ -234,28 +256,28 @@ def evaluate_file(path: str | Path, file: str | Path, batch_size: int | None = N
     from tailor.tasks.base import encode_split
 
     run = Path(path)
-    cfg, task = load_config(run / "config.yaml"), load_task(run)
+    name, fields, trained_length = _task_settings(run, json.loads((run / "tailor.json").read_text()), task)
+    cfg, scored = load_config(run / "config.yaml"), load_task(run, name)
     records, problems = read_records(file)
-    records, more = apply_field_map(records, cfg.data.fields)
+    records, more = apply_field_map(records, fields)
     problems += more
     if not any(p.severity == "error" for p in problems):
-        problems += check_schema(records, task.schema())
-        problems += find_duplicates({"test": records}, getattr(task, "dedup_key", lambda r: str(r.get("text", ""))))
+        problems += check_schema(records, scored.schema())
+        problems += find_duplicates({"test": records}, getattr(scored, "dedup_key", lambda r: str(r.get("text", ""))))
     if any(p.severity == "error" for p in problems):
         raise DataError(problems)
-    model, tok, _ = load_run(run)
-    summary = json.loads((run / "metrics.json").read_text()) if (run / "metrics.json").is_file() else {}
-    max_length = summary.get("context") or cfg.data.max_length or context_length(model.backbone)
-    data = encode_split(task, records, tok, max_length)
-    problems += getattr(task, "encode_problems", lambda: [])()
+    model, tok, _ = load_run(run, name)
+    max_length = trained_length or context_length(model.backbone)
+    data = encode_split(scored, records, tok, max_length)
+    problems += getattr(scored, "encode_problems", lambda: [])()
     if any(p.severity == "error" for p in problems):
         raise DataError(problems)
     kept: dict = {}
-    metrics = evaluate_task(task, model, data, batch_size or cfg.eval.batch_size, tok.pad_token_id, keep=kept)
-    if hasattr(task, "per_record"):  # windowed tasks (extractive QA): one row per record, not per window
-        task.per_record({"eval": kept})
+    metrics = evaluate_task(scored, model, data, batch_size or cfg.eval.batch_size, tok.pad_token_id, keep=kept)
+    if hasattr(scored, "per_record"):  # windowed tasks (extractive QA): one row per record, not per window
+        scored.per_record({"eval": kept})
     return {"metrics": metrics, "examples": len(records), "warnings": [str(p) for p in problems],
-            "predictions": prediction_rows(task, records, data.index, None, kept)}
+            "predictions": prediction_rows(scored, records, data.index, None, kept)}
 
 
 __all__ = ["Run", "train", "load_run", "context_length", "load_task", "open_run", "chat_reply", "answer"]

@@ -19,6 +19,7 @@ console = Console()
 err = Console(stderr=True, soft_wrap=True)
 
 Overrides = Annotated[list[str] | None, typer.Argument(help="dotted overrides, e.g. train.lr=3e-4 strategy.name=lora")]
+TaskName = Annotated[str | None, typer.Option("--task", help="multitask run: the sub-task to use (its name)")]
 
 
 def user_errors(fn: Callable) -> Callable:
@@ -30,6 +31,7 @@ def user_errors(fn: Callable) -> Callable:
         from tailor.data.readers import DataError
         from tailor.models.load import ModelLoadError
         from tailor.runrecord import RunError
+        from tailor.tasks.multitask import TaskChoiceError
         from tailor.train.guards import TrainingInterrupted, TrainingStopped
 
         try:
@@ -40,8 +42,8 @@ def user_errors(fn: Callable) -> Callable:
             err.print(f"[red]error:[/] the data has problems; nothing was trained\n{e}", highlight=False)
         except ModelLoadError as e:
             err.print(f"[red]error:[/] {e}", highlight=False)
-        except (RunError, TrainingStopped) as e:  # resume / reproduce refused; diverged, out of memory, disk full
-            err.print(f"[red]error:[/] {e}", highlight=False)
+        except (RunError, TrainingStopped, TaskChoiceError) as e:  # resume / reproduce refused; diverged, out of
+            err.print(f"[red]error:[/] {e}", highlight=False)  # memory, disk full; a multitask run without --task
         except TrainingInterrupted as e:  # SIGINT / SIGTERM: checkpoint saved; exit 130 / 143
             err.print(str(e), highlight=False)
             raise typer.Exit(e.exit_code) from None
@@ -60,16 +62,29 @@ def train(
     overrides: Overrides = None,
     resume: Annotated[str | None, typer.Option(help="continue this run (directory or name) from its last checkpoint")] = None,
     reproduce: Annotated[str | None, typer.Option(help="train this finished run again into a new run; compare metrics")] = None,
+    compare_single: Annotated[bool, typer.Option("--compare-single", help="multitask: also train each sub-task alone "
+                                                  "(same settings, in RUN/single/) and add its metrics to the report")] = False,
 ) -> None:
     """Fine-tune a model as the config says; evaluate it against the pre-trained baseline; write a report."""
     from tailor.api import train as run_train
     from tailor.config import load_config
 
     if resume or reproduce or config is None:
+        if compare_single:
+            err.print("[red]error:[/] --compare-single goes with a multitask config, not --resume / --reproduce",
+                      highlight=False)
+            raise typer.Exit(2)
         _train_again(config, overrides, resume, reproduce)
         return
     cfg = load_config(config, overrides or [])
+    if compare_single and cfg.task.type != "multitask":
+        err.print(f"[red]error:[/] --compare-single needs a multitask config (task.type is {cfg.task.type})", highlight=False)
+        raise typer.Exit(2)
     run = run_train(cfg, console)
+    if compare_single:
+        from tailor.runs import compare_single as train_alone
+
+        train_alone(run.path, console)
     _print_summary(run.path)
 
 
@@ -210,12 +225,18 @@ def generate(
     repetition_penalty: Annotated[float, typer.Option()] = 1.0,
     stop: Annotated[list[str] | None, typer.Option(help="stop string (repeatable)")] = None,
     seed: Annotated[int | None, typer.Option()] = None,
+    task: TaskName = None,
 ) -> None:
     """Generate text from a prompt, streaming tokens as they come."""
+    import json
+
     from tailor.config import ModelConfig
     from tailor.generate import GenerationSettings, generate_text
     from tailor.models.load import load
+    from tailor.tasks.multitask import choose_task
 
+    if (run / "tailor.json").is_file():  # a multitask run: the generative sub-task's name (its head is the LM head)
+        choose_task(json.loads((run / "tailor.json").read_text())["task"], task, run)
     model, tok, _ = load(ModelConfig(path=str(run)))
     model.eval()
     settings = GenerationSettings(max_new_tokens=max_new_tokens, temperature=temperature, top_k=top_k, top_p=top_p,
@@ -264,13 +285,14 @@ def chat(
     top_p: Annotated[float, typer.Option()] = 1.0,
     repetition_penalty: Annotated[float, typer.Option()] = 1.0,
     seed: Annotated[int | None, typer.Option()] = None,
+    task: TaskName = None,
 ) -> None:
     """Chat with a run's model, replies streaming; from a pipe, each input line is a turn (ends at EOF)."""
     from tailor.use import chat_loop, open_run
 
     settings = _settings(max_new_tokens=max_new_tokens, temperature=temperature, top_k=top_k, top_p=top_p,
                          repetition_penalty=repetition_penalty, seed=seed)
-    loaded = open_run(run)
+    loaded = open_run(run, task)
     interactive = sys.stdin.isatty()
     if interactive:
         console.print(f"chatting with [bold]{run}[/]; /reset starts over, /exit or Ctrl-D leaves", highlight=False)
@@ -283,6 +305,7 @@ def answer(
     run: Annotated[Path, typer.Argument(help="a question-answering run directory")],
     question: Annotated[str, typer.Argument(help="the question")],
     context: Annotated[Path, typer.Option(help="text file holding the document to answer from")],
+    task: TaskName = None,
 ) -> None:
     """Answer a question from a document with a QA run (extractive: a span of the document)."""
     from tailor.use import answer as run_answer
@@ -291,7 +314,7 @@ def answer(
         err.print(f"[red]error:[/] --context {context}: no such file", highlight=False)
         raise typer.Exit(2)
     try:
-        result = run_answer(run, context.read_text(encoding="utf-8"), question)
+        result = run_answer(run, context.read_text(encoding="utf-8"), question, task=task)
     except ValueError as e:
         err.print(f"[red]error:[/] {run}: {e}", highlight=False)
         raise typer.Exit(2) from None
@@ -327,6 +350,7 @@ def eval_run(
     data: Annotated[Path, typer.Option(help="data file to score (same format and fields as the run's data)")],
     batch_size: Annotated[int | None, typer.Option(help="default: the run's eval.batch_size")] = None,
     predictions: Annotated[Path | None, typer.Option(help="write per-example predictions here (JSONL)")] = None,
+    task: TaskName = None,
 ) -> None:
     """Score a finished run's model on another data file, after the same data checks as training."""
     from tailor.api import evaluate_file
@@ -338,7 +362,7 @@ def eval_run(
                   highlight=False)
         raise typer.Exit(2)
     try:
-        result = evaluate_file(run, data, batch_size)
+        result = evaluate_file(run, data, batch_size, task=task)
     except DataError as e:
         err.print(f"[red]error:[/] the data has problems; nothing was evaluated\n{e}", highlight=False)
         raise typer.Exit(2) from None

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any, Literal
 
@@ -105,7 +106,9 @@ class TaskConfig(Strict):
     weight: float = Field(1.0, gt=0, description="multitask: loss weight")
     data: DataConfig | None = Field(None, description="multitask: this sub-task's data")
     tasks: list[TaskConfig] = Field(default_factory=list, description="multitask: the sub-tasks")
-    sampling: Literal["proportional", "uniform", "temperature"] = "proportional"
+    sampling: Literal["proportional", "uniform", "temperature"] = Field(
+        "proportional", description="multitask: which task each batch holds; by data size, uniform, or "
+        "p ∝ size^(1/temperature)")
     temperature: float = Field(2.0, gt=0, description="multitask temperature sampling")
 
     @field_validator("labels", "label_words", mode="before")
@@ -128,7 +131,7 @@ class TaskConfig(Strict):
 class LoraSettings(Strict):
     r: int = Field(8, gt=0)
     alpha: float = Field(16, gt=0)
-    dropout: float = Field(0.05, ge=0, lt=1)
+    dropout: float = Field(0.0, ge=0, lt=1, description="dropout on the adapters' input; 0 keeps no extra copy of it")
     target_modules: list[str] | None = Field(None, description="default: per-architecture attention/MLP")
 
 
@@ -246,10 +249,22 @@ class RunConfig(Strict):
             cfg.train.metric = DEFAULT_METRIC[cfg.task.type]
         if cfg.train.effective_batch_size:  # validated to be a multiple of batch_size
             cfg.train.grad_accum = cfg.train.effective_batch_size // cfg.train.batch_size
-        generative = cfg.task.type == "chat" or (cfg.task.type == "qa" and cfg.task.qa_mode == "generative")
+        generative = any(t.type == "chat" or (t.type == "qa" and t.qa_mode == "generative")
+                         for t in [cfg.task, *cfg.task.tasks])
         if generative and cfg.eval.max_examples is None:  # validation generates text: keep it short
             cfg.eval.max_examples = 64
         return cfg
+
+    def single_task(self, name: str) -> RunConfig:
+        """Sub-task `name` of a multitask config as a run of its own, with the same model, strategy and training."""
+        sub = next(t for t in self.task.tasks if t.name == name)
+        data = (sub.data or DataConfig()).model_copy()  # a sub-task's data is required (multitask_problems)
+        data.max_length = data.max_length or self.data.max_length
+        metric = self.train.metric or ""
+        train = self.train.model_copy(update={"metric": metric.partition("/")[2] if metric.startswith(f"{name}/") else None})
+        raw = self.model_dump() | {"name": name, "data": data.model_dump(), "train": train.model_dump(),
+                                   "task": sub.model_copy(update={"data": None, "weight": 1.0}).model_dump()}
+        return RunConfig.model_validate(raw).resolved()
 
 
 DEFAULT_METRIC = {
@@ -258,8 +273,47 @@ DEFAULT_METRIC = {
     "regression": "mse",
     "qa": "f1",
     "chat": "token_f1",
-    "multitask": "score",
+    "multitask": "multitask_score",
 }
+NAME_CHARS = re.compile(r"^[A-Za-z0-9_-]+$")
+
+
+def multitask_problems(cfg: RunConfig) -> list[str]:
+    """What a valid single-section config can still get wrong about sub-tasks, naming each key."""
+    task, problems = cfg.task, []
+    if task.type != "multitask":
+        if task.tasks:
+            problems.append(f"task.tasks: only task.type multitask has sub-tasks (task.type is {task.type!r})")
+        if task.data is not None:
+            problems.append("task.data: only the sub-tasks of a multitask run take their own data; use data: at the top")
+        return problems
+    if cfg.data.train:
+        problems.append("data.train: a multitask run reads each sub-task's own data; move it to task.tasks.N.data.train")
+    seen: dict[str, int] = {}
+    for i, sub in enumerate(task.tasks):
+        key = f"task.tasks.{i}"
+        if not sub.name:
+            problems.append(f"{key}.name: every sub-task needs a name (its head and metrics, e.g. NAME/accuracy, "
+                            "are saved under it)")
+        elif not NAME_CHARS.match(sub.name):
+            problems.append(f"{key}.name: use letters, digits, _ and - only (got {sub.name!r})")
+        elif sub.name in seen:
+            problems.append(f"{key}.name: {sub.name!r} is already the name of task.tasks.{seen[sub.name]}; "
+                            "every sub-task needs its own name")
+        else:
+            seen[sub.name] = i
+        if sub.type == "multitask":
+            problems.append(f"{key}.type: a sub-task cannot itself be multitask")
+        if sub.data is None or not sub.data.train:
+            problems.append(f"{key}.data.train: sub-task {sub.name or i!r} has no data; give its training file(s), "
+                            "e.g. data: {train: data/reviews.jsonl}")
+        if sub.tasks:
+            problems.append(f"{key}.tasks: a sub-task cannot have sub-tasks")
+    metric = cfg.train.metric
+    if metric and metric != "multitask_score" and metric.partition("/")[0] not in seen:
+        problems.append(f"train.metric: {metric!r} is neither multitask_score nor NAME/metric with NAME one of "
+                        f"the sub-tasks ({', '.join(seen) or 'none named'}), e.g. sentiment/macro_f1")
+    return problems
 
 
 def parse_overrides(items: list[str]) -> tuple[dict, list[str]]:
@@ -288,11 +342,18 @@ def parse_overrides(items: list[str]) -> tuple[dict, list[str]]:
 
 
 def merge(base: dict, extra: dict) -> dict:
-    """Recursive dict merge; `extra` wins."""
+    """Recursive dict merge; `extra` wins. A list item is addressed by its index (task.tasks.0.weight=2)."""
     out = dict(base)
     for k, v in extra.items():
         if isinstance(v, dict) and isinstance(out.get(k), dict):
             out[k] = merge(out[k], v)
+        elif isinstance(v, dict) and isinstance(out.get(k), list) and all(
+                str(i).isdigit() and int(i) < len(out[k]) for i in v):  # else validation says it is not a list
+            items = list(out[k])
+            for i, item in v.items():
+                old = items[int(i)]
+                items[int(i)] = merge(old, item) if isinstance(old, dict) and isinstance(item, dict) else item
+            out[k] = items
         elif isinstance(v, dict) and isinstance(out.get(k), str) and k in ("model", "task", "strategy"):
             key = {"model": "path", "task": "type", "strategy": "name"}[k]
             out[k] = merge({key: out[k]}, v)
@@ -320,9 +381,13 @@ def describe_error(err: dict) -> str:
 def validate(raw: dict, source: str = "<config>") -> RunConfig:
     """Validate a raw dict; every problem is collected into one ConfigError."""
     try:
-        return RunConfig.model_validate(raw)
+        cfg = RunConfig.model_validate(raw)
     except ValidationError as e:
         raise ConfigError(source, [describe_error(err) for err in e.errors()]) from None
+    problems = multitask_problems(cfg)
+    if problems:
+        raise ConfigError(source, problems)
+    return cfg
 
 
 def load_config(path: str | Path | None, overrides: list[str] = ()) -> RunConfig:

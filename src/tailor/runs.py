@@ -68,6 +68,34 @@ def reproduce_run(ref: str | Path, console: Console) -> tuple[Any, list[dict]]:
     return new, rows
 
 
+def compare_single(run: Path, console: Console) -> dict:
+    """Train each sub-task of a finished multitask run alone, with the same settings, under RUN/single/;
+    their metrics go into the run's metrics.json (single_task) and its report's tables."""
+    from tailor.api import train
+    from tailor.config import load_config
+    from tailor.evaluate.compare import write_section
+    from tailor.evaluate.report import comparison_table
+    from tailor.rundir import write_json
+
+    cfg = load_config(run / "config.yaml")
+    if cfg.task.type != "multitask":
+        raise RunError(f"--compare-single: {run} is not a multitask run (task.type {cfg.task.type})")
+    results = {}
+    for name in [sub.name for sub in cfg.task.tasks if sub.name]:
+        single = cfg.single_task(name)
+        single.output_dir, single.eval.baseline = str(run / "single"), False  # the multitask run scored the baseline
+        console.print(f"single-task run: [bold]{name}[/]", highlight=False)
+        alone = train(single, console)
+        results[name] = {"run": str(alone.path), **alone.metrics["fine_tuned"]}
+    summary = json.loads((run / "metrics.json").read_text()) | {"single_task": results}
+    write_json(run / "metrics.json", summary)
+    for split in ("test", "validation"):
+        rows = comparison_table(summary, split)
+        if rows:
+            write_section(run / "report.md", "\n".join([f"## {split.capitalize()}: pre-trained vs fine-tuned", "", *rows]))
+    return results
+
+
 def check_inputs(run: Path) -> None:
     """The run's data files (data.json) and base model (env.json) are as they were; RunError naming what changed."""
     from tailor.data.prepare import file_hash
@@ -191,7 +219,12 @@ def config_summary(run: Path) -> list[str]:
     length = f"{t['max_steps']} steps" if t.get("max_steps") else f"{t['epochs']} epochs"
     return [f"model {c['model']['path']}, task {c['task']['type']}, strategy {c['strategy']['name']}, seed {c['seed']}",
             f"lr {t['lr']}, batch {t['batch_size']} x {t['grad_accum']}, {length}, precision {t['precision']}",
-            f"data {', '.join(c['data']['train'])}"]
+            f"data {', '.join(c['data']['train'] or _task_data(c['task']))}"]
+
+
+def _task_data(task: dict) -> list[str]:
+    """A multitask config's data: NAME: file(s) per sub-task."""
+    return [f"{t['name']}: " + ", ".join(t["data"]["train"]) for t in task.get("tasks") or []]
 
 
 def _render_metrics(metrics: dict | None, console: Console) -> None:

@@ -92,8 +92,13 @@ def _generative_head(model: TailorModel, lay: Layout, cfg: StrategyConfig) -> li
     return lay.final + [(n, p) for n, p in named.items() if id(p) in out_ids and (n, p) not in lay.final]
 
 
-def apply_strategy(model: TailorModel, cfg: StrategyConfig, lr: float, weight_decay: float) -> Plan:
-    """Freeze/unfreeze parameters and build optimiser groups for the chosen strategy."""
+def apply_strategy(model: TailorModel, cfg: StrategyConfig, lr: float, weight_decay: float,
+                   output_layers: bool = False) -> Plan:
+    """Freeze/unfreeze parameters and build optimiser groups for the chosen strategy.
+
+    `output_layers`: some task (a generative sub-task of a multitask run) uses the LM head as its head, so
+    with `head` it trains beside the task layers.
+    """
     if cfg.name == "lora":
         return _lora(model, cfg, lr, weight_decay)
     lay = layout(model)
@@ -105,6 +110,8 @@ def apply_strategy(model: TailorModel, cfg: StrategyConfig, lr: float, weight_de
         roles += [("final", lay.final, lr), ("task layers", lay.head, head_lr)]
     elif cfg.name == "head":
         roles = [("task layers" if lay.head else "output layers", heads, head_lr)]
+        if lay.head and output_layers:
+            roles.append(("output layers", _generative_head(model, lay, cfg), head_lr))
     elif cfg.name == "top_k":
         k = min(cfg.k, n)
         roles = [(f"block {i}", lay.blocks[i], lr) for i in range(n - k, n)]

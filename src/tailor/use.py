@@ -16,6 +16,7 @@ from tailor.generate import GenerationSettings, generate_text
 from tailor.models.heads import TailorModel
 from tailor.models.load import context_length
 from tailor.tasks.chat_format import ChatTemplate
+from tailor.tasks.multitask import TaskChoiceError, choose_task
 
 
 @dataclass
@@ -35,25 +36,32 @@ class Answer:
     score: float
 
 
-def open_run(path: str | Path) -> Loaded:
-    """Load a run directory (model, task layers, task, chat template), or a plain model directory."""
+def open_run(path: str | Path, task: str | None = None) -> Loaded:
+    """Load a run directory (model, task layers, task, chat template), or a plain model directory.
+
+    A multitask run needs `task`, the sub-task to use (TaskChoiceError lists them).
+    """
     from tailor.config import ModelConfig
     from tailor.models.load import load
 
     run = Path(path)
-    meta: dict = {}
-    task = None
+    info: dict = {}
+    loaded_task = None
     if (run / "tailor.json").is_file() and (run / "config.yaml").is_file():
         from tailor.api import load_run, load_task
 
-        model, tok, meta = load_run(run)
-        task = load_task(run)
+        name = choose_task(json.loads((run / "tailor.json").read_text())["task"], task, run)
+        model, tok, meta = load_run(run, name)
+        loaded_task = load_task(run, name)
+        info = meta["task"]["tasks"][name] if name else meta["task"]
     else:
+        if task is not None:
+            raise TaskChoiceError(f"{run} is a model directory, not a tailor run; leave out --task")
         backbone, tok, _ = load(ModelConfig(path=str(run)))
         model = TailorModel(backbone)
     model.eval()
-    template = ChatTemplate(tok, meta.get("task", {}).get("chat_template"))
-    return Loaded(model, tok, task, template, _max_length(run, model))
+    template = ChatTemplate(tok, info.get("chat_template"))
+    return Loaded(model, tok, loaded_task, template, info.get("max_length") or _max_length(run, model))
 
 
 def _max_length(run: Path, model: TailorModel) -> int:
@@ -69,8 +77,8 @@ def _context(model: TailorModel) -> int:
     return context_length(model.backbone)  # type: ignore[arg-type]
 
 
-def _opened(run: Loaded | str | Path) -> Loaded:
-    return run if isinstance(run, Loaded) else open_run(run)
+def _opened(run: Loaded | str | Path, task: str | None = None) -> Loaded:
+    return run if isinstance(run, Loaded) else open_run(run, task)
 
 
 def fit_conversation(template: ChatTemplate, messages: list[dict], budget: int) -> list[int]:
@@ -87,9 +95,9 @@ def fit_conversation(template: ChatTemplate, messages: list[dict], budget: int) 
 
 
 def chat_reply(run: Loaded | str | Path, messages: list[dict], settings: GenerationSettings | None = None,
-               on_text: Callable[[str], None] | None = None) -> str:
+               on_text: Callable[[str], None] | None = None, task: str | None = None) -> str:
     """The assistant's next reply to `messages` ([{"role", "content"}, ...]), with the run's template."""
-    run = _opened(run)
+    run = _opened(run, task)
     settings = settings or GenerationSettings()
     marker = run.template.end_marker
     if marker and marker not in run.tok.all_special_tokens and marker not in settings.stop:
@@ -104,22 +112,23 @@ def chat_reply(run: Loaded | str | Path, messages: list[dict], settings: Generat
     return generate_text(run.model.backbone, run.tok, ids, settings, on_text=on_text).strip()
 
 
-def answer(run: Loaded | str | Path, context: str, question: str, batch_size: int = 16) -> Answer:
+def answer(run: Loaded | str | Path, context: str, question: str, batch_size: int = 16,
+           task: str | None = None) -> Answer:
     """Answer `question` from `context`: a span of the context (extractive run) or generated text."""
-    run = _opened(run)
-    task = run.task
-    if task is None or getattr(task, "type", None) != "qa":
+    run = _opened(run, task)
+    qa = run.task
+    if qa is None or getattr(qa, "type", None) != "qa":
         raise ValueError("this run is not a question-answering run (task.type qa); use `tailor chat` or `generate`")
     record = {"question": question, "context": context, "answers": {"text": [], "answer_start": []}}
-    if not hasattr(task, "best_answers"):  # generative QA: a chat reply to the same prompt
-        messages = task.messages_of(record)[:-1]
-        return Answer(chat_reply(run, messages, GenerationSettings(max_new_tokens=task.max_new_tokens)), 0.0)
-    enc = task.encode_split([record], run.tok, run.max_length)
+    if not hasattr(qa, "best_answers"):  # generative QA: a chat reply to the same prompt
+        messages = qa.messages_of(record)[:-1]
+        return Answer(chat_reply(run, messages, GenerationSettings(max_new_tokens=qa.max_new_tokens)), 0.0)
+    enc = qa.encode_split([record], run.tok, run.max_length)
     candidates: list = []
     for start in range(0, len(enc), batch_size):
         batch = collate(enc, np.arange(start, min(start + batch_size, len(enc))), run.tok.pad_token_id)
-        candidates += task.predict(run.model, batch)
-    text, score = next(iter(task.best_answers(candidates).values()))
+        candidates += qa.predict(run.model, batch)
+    text, score = next(iter(qa.best_answers(candidates).values()))
     return Answer(text, score)
 
 

@@ -85,12 +85,14 @@ def pack(docs: Iterable[np.ndarray], block: int, eos: int) -> Encoded:
     return Encoded(ids=flat, offsets=offsets.astype(np.int64))
 
 
-def bucketed_order(lengths: np.ndarray, batch_size: int, seed: int, epoch: int, window: int = 64) -> list[np.ndarray]:
+def bucketed_order(lengths: np.ndarray, batch_size: int, seed: int, epoch: int, window: int = 64,
+                   stream: tuple[int, ...] = ()) -> list[np.ndarray]:
     """Batches of similar length: shuffle, sort inside windows of `window` batches, shuffle batches.
 
-    Padding waste falls to a few percent while the order stays random across the epoch.
+    Padding waste falls to a few percent while the order stays random across the epoch. `stream`
+    gives independent orders for the same seed and epoch (multitask: one per task and pass).
     """
-    rng = np.random.default_rng([seed, epoch])
+    rng = np.random.default_rng([seed, epoch, *stream])
     order = rng.permutation(len(lengths))
     mega = batch_size * window
     batches = []

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from tailor.config import DataConfig, RunConfig
+from tailor.config import ConfigError, DataConfig, RunConfig
 from tailor.data.batching import Encoded
 from tailor.data.check import (
     DataReport,
@@ -18,7 +18,7 @@ from tailor.data.check import (
     normalize_text,
     token_statistics,
 )
-from tailor.data.readers import DataError, Problem, apply_field_map, read_records
+from tailor.data.readers import CONFIG, DataError, Problem, apply_field_map, read_records
 from tailor.data.split import record_id, split_records
 from tailor.tasks.base import Task, encode_split
 
@@ -31,8 +31,11 @@ class Prepared:
     encoded: dict[str, Encoded]
     report: DataReport
     files: dict[str, str] = field(default_factory=dict)  # path -> sha256
+    parts: dict[str, Prepared] = field(default_factory=dict)  # multitask: each sub-task's own data, by name
 
     def split_ids(self) -> dict[str, list[str]]:
+        if self.parts:
+            return {f"{name}/{split}": ids for name, part in self.parts.items() for split, ids in part.split_ids().items()}
         return {name: [record_id(r) for r in recs] for name, recs in self.records.items()}
 
 
@@ -112,6 +115,8 @@ def read_splits(data: DataConfig, seed: int, stratify: str | None,
 
 def prepare(cfg: RunConfig, data: DataConfig, task: Task, tok: Any, max_length: int) -> Prepared:
     """Read, split, check and encode; raise DataError (every problem, with lines) on errors."""
+    if task.type == "multitask":
+        return prepare_multitask(cfg, task, tok, max_length)
     schema = task.schema()
     label_field = next((f.name for f in schema.fields if f.kind == "label"), None)
     key = getattr(task, "dedup_key", None) or (lambda r: str(r.get("text", "")))
@@ -135,6 +140,47 @@ def prepare(cfg: RunConfig, data: DataConfig, task: Task, tok: Any, max_length: 
     stats = token_statistics(lengths, max_length, epochs=cfg.train.epochs)
     report = DataReport(problems=problems, stats=stats, splits={k: len(v) for k, v in splits.items()})
     return Prepared(records=splits, encoded=encoded, report=report, files=files)
+
+
+def _sub_key(key: str, i: int) -> str:
+    """A sub-task's setting as the config names it: task.label_words -> task.tasks.0.label_words."""
+    return f"task.tasks.{i}.{key.removeprefix('task.')}"
+
+
+def _tagged(p: Problem, name: str, i: int) -> Problem:
+    """A sub-task's problem, saying which sub-task: settings under task.tasks.N, data files as 'task NAME: file'."""
+    if p.file == CONFIG:
+        return replace(p, field=_sub_key(p.field, i) if p.field else f"task.tasks.{i}")
+    return replace(p, file=f"task {name}: {p.file}")
+
+
+def prepare_multitask(cfg: RunConfig, task: Any, tok: Any, max_length: int) -> Prepared:
+    """Every sub-task's data read, checked, split and encoded as a single task's would be, then merged.
+
+    Problems of all sub-tasks are collected before raising; each names its sub-task. The sub-tasks'
+    own splits stay in `parts` as views of the merged arrays, so memory does not double.
+    """
+    parts: dict[str, Prepared] = {}
+    problems: list[Problem] = []
+    for i, (name, sub) in enumerate(task.tasks.items()):
+        data = task.configs[name].data
+        task.max_lengths[name] = data.max_length or max_length
+        try:
+            parts[name] = prepare(cfg, data, sub, tok, task.max_lengths[name])
+            problems += [_tagged(p, name, i) for p in parts[name].report.problems]
+        except DataError as e:
+            problems += [_tagged(p, name, i) for p in e.problems]
+        except ConfigError as e:  # a sub-task's settings (label words, prompt...) do not fit its data
+            raise ConfigError(e.source, [_sub_key(p, i) for p in e.problems]) from None
+    if any(p.severity == "error" for p in problems):
+        raise DataError(problems)
+    encoded = {split: task.merge({name: part.encoded[split] for name, part in parts.items()}) for split in SPLITS}
+    for name, part in parts.items():
+        part.encoded = {split: task.part(encoded[split], name) for split in SPLITS}
+    report = DataReport(problems=problems, stats={"max_length": max_length, "tasks": {n: p.report.stats for n, p in parts.items()}},
+                        splits={f"{n}/{s}": c for n, p in parts.items() for s, c in p.report.splits.items()})
+    files = {f: h for part in parts.values() for f, h in part.files.items()}
+    return Prepared(records={}, encoded=encoded, report=report, files=files, parts=parts)
 
 
 def check_file(file: Path, task_type: str, config: Path | None, overrides: list[str],

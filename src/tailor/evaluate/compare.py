@@ -244,6 +244,9 @@ def write_section(report: Path, markdown: str) -> None:
 
 def report_sections(run: Path, task: Any, prep: Any, summary: dict, base: dict, tuned: dict) -> list[str]:
     """After training: write predictions.jsonl (test split, else validation); report.md sections to add."""
+    if getattr(task, "type", None) == "multitask":
+        task_predictions(run, task, prep, base, tuned)
+        return []
     split = "test" if tuned.get("test", {}).get("rows") else "validation"
     sections = []
     labels = task.info().get("labels")
@@ -257,3 +260,15 @@ def report_sections(run: Path, task: Any, prep: Any, summary: dict, base: dict, 
         if base.get(split):
             sections.append(to_markdown(compare_runs(run), with_metrics=False))
     return sections
+
+
+def task_predictions(run: Path, task: Any, prep: Any, base: dict, tuned: dict) -> None:
+    """Multitask: predictions-NAME.jsonl for each sub-task that predicts per example (test split, else validation)."""
+    for name, part in prep.parts.items():
+        split = "test" if tuned.get("test", {}).get(name, {}).get("rows") else "validation"
+        kept = tuned.get(split, {}).get(name)
+        if kept and split in part.records:
+            rows = prediction_rows(task.tasks[name], part.records[split], part.encoded[split].index,
+                                   base.get(split, {}).get(name), kept)
+            if rows:
+                write_predictions(run / f"predictions-{name}.jsonl", rows)

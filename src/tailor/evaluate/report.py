@@ -14,8 +14,31 @@ def _fmt(v: object) -> str:
     return str(v)
 
 
+def _number(v: object) -> str:
+    return _fmt(v) if isinstance(v, int | float) else "-"
+
+
+def task_table(metrics: dict, split: str) -> list[str]:
+    """Multitask, markdown rows: task | metric | pre-trained | multitask | single-task (with --compare-single)."""
+    base = metrics.get("baseline", {}).get(split, {})
+    tuned = metrics.get("fine_tuned", {}).get(split, {})
+    single = metrics.get("single_task", {})
+    names = [k for k, v in tuned.items() if isinstance(v, int | float) and "/" in k and not k.endswith("/tokens")]
+    if not names:
+        return []
+    extra = (" single-task |", "---:|") if single else ("", "")
+    rows = [f"| task | {split} metric | pre-trained | multitask |{extra[0]}", f"|---|---|---:|---:|{extra[1]}"]
+    for k in names + [k for k in tuned if k == "multitask_score"]:
+        task, _, metric = k.rpartition("/")
+        alone = f" {_number(single.get(task, {}).get(split, {}).get(metric))} |" if single else ""
+        rows.append(f"| {task or 'all'} | {metric} | {_number(base.get(k))} | {_number(tuned[k])} |{alone}")
+    return rows
+
+
 def comparison_table(metrics: dict, split: str) -> list[str]:
-    """Markdown rows: metric | pre-trained | fine-tuned | change, for one split."""
+    """Markdown rows: metric | pre-trained | fine-tuned | change, for one split (multitask: task_table)."""
+    if metrics.get("task") == "multitask":
+        return task_table(metrics, split)
     base = metrics.get("baseline", {}).get(split, {})
     tuned = metrics.get("fine_tuned", {}).get(split, {})
     names = [k for k, v in tuned.items() if isinstance(v, int | float) and k != "tokens"]

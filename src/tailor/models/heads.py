@@ -69,6 +69,11 @@ class TailorModel(nn.Module):
         """Next-token logits, (B, T, V)."""
         return self.backbone(input_ids=input_ids, attention_mask=attention_mask, use_cache=False).logits
 
+    def for_task(self, name: str) -> TailorModel:
+        """The model as one sub-task of a multitask run sees it: the same backbone, only that task's heads."""
+        own = self.heads[name] if name in self.heads else {}
+        return TailorModel(self.backbone, dict(own.items()))
+
     def head_state(self) -> dict[str, Tensor]:
         return {k: v.detach().contiguous() for k, v in self.heads.state_dict().items()}
 

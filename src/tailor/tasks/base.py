@@ -5,10 +5,11 @@ from __future__ import annotations
 import contextlib
 from typing import Any, Protocol
 
+import numpy as np
 import torch
 from torch import Tensor, nn
 
-from tailor.data.batching import Encoded, from_examples, iterate, sequential_order
+from tailor.data.batching import Encoded, bucketed_order, from_examples, iterate, sequential_order
 from tailor.data.check import Schema
 
 LOWER_IS_BETTER = {"loss", "perplexity", "bits_per_token", "mse", "rmse", "mae"}
@@ -57,6 +58,15 @@ def encode_split(task: Task, records: list[dict], tok: Any, max_length: int) -> 
     return from_examples((task.encode(r, tok, max_length) for r in records), index=range(len(records)))
 
 
+def batch_order(task: Task, data: Encoded, batch_size: int, seed: int, epoch: int) -> list[np.ndarray]:
+    """One epoch's training batches: the task's own order if it has one (multitask: one task per batch),
+    else length-bucketed; either way a function of seed and epoch only, so a resumed run finds its place."""
+    custom = getattr(task, "train_order", None)
+    if custom is not None:
+        return custom(data, batch_size, seed, epoch)
+    return bucketed_order(data.lengths, batch_size, seed, epoch)
+
+
 def better(metric: str, new: float, old: float | None, min_delta: float = 0.0) -> bool:
     """Is `new` an improvement on `old` for this metric?"""
     if old is None:
@@ -74,6 +84,9 @@ def evaluate_task(task: Task, model: Any, data: Encoded, batch_size: int, pad_id
     With `keep` (a dict), it also receives `rows` (each example's row in `data`, in prediction order),
     `predictions` and `references`, for per-example reports.
     """
+    custom = getattr(task, "evaluate", None)  # multitask: each sub-task on its own examples
+    if custom is not None:
+        return custom(model, data, batch_size, pad_id, acc, limit=limit, zero_shot=zero_shot, keep=keep)
     model.eval()
     lengths = data.lengths if limit is None else data.lengths[:limit]
     predictions: list = []

@@ -16,10 +16,10 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 
 from tailor.config import RunConfig, TrainConfig
-from tailor.data.batching import Encoded, bucketed_order, collate
+from tailor.data.batching import Encoded, collate
 from tailor.models.heads import TailorModel
 from tailor.strategies import apply_strategy, describe
-from tailor.tasks.base import Task, better, evaluate_task
+from tailor.tasks.base import Task, batch_order, better, evaluate_task
 from tailor.train.checkpoint import (
     checkpoint_step,
     fault_point,
@@ -82,6 +82,7 @@ class LoopState:
     bad_in_row: int = 0  # consecutive skipped steps
     first_loss: float | None = None  # the first step's loss, for the divergence guard
     high_in_row: int = 0  # consecutive early steps above DIVERGE_FACTOR x first_loss
+    first_by_task: dict[str, float] = field(default_factory=dict)  # multitask: each task's first step loss
     resumed_from: list[int] = field(default_factory=list)
 
 
@@ -162,12 +163,12 @@ def fit(
     run_dir = ckpt_dir.parent
     set_seed(cfg.seed)
     acc = make_accelerator(cfg, run_dir)
-    plan = apply_strategy(model, cfg.strategy, tc.lr, tc.weight_decay)
+    plan = apply_strategy(model, cfg.strategy, tc.lr, tc.weight_decay, output_layers=getattr(task, "uses_lm_head", False))
     model = plan.model
     info = describe(model, plan)
     _print_strategy(console, cfg, info)
     opt = make_optimizer(plan.groups, tc)
-    batches_per_epoch = math.ceil(len(train) / tc.batch_size)
+    batches_per_epoch = len(batch_order(task, train, tc.batch_size, cfg.seed, 0))
     steps_per_epoch = max(1, batches_per_epoch // tc.grad_accum)
     total = tc.max_steps or max(1, math.ceil(tc.epochs * steps_per_epoch))
     sched = make_schedule(opt, tc, total)
@@ -187,9 +188,10 @@ def fit(
     progress = _progress(console, total)
     bar = progress.add_task("train", total=total, completed=state.step, loss=float("nan"), lr=0.0, tps=0.0)
     step_loss, step_n, step_bad = 0.0, 0, False  # this optimiser step's micro-batches (always 0 at a checkpoint)
+    step_tasks: set[str] = set()  # multitask: the sub-tasks of this step's batches
     with progress, StopRequest(console) as stop:
         while state.step < total and not state.stopped_early:
-            order = bucketed_order(train.lengths, tc.batch_size, cfg.seed, state.epoch)
+            order = batch_order(task, train, tc.batch_size, cfg.seed, state.epoch)  # multitask: one task per batch
             for rows in order[state.position :]:
                 state.position += 1
                 if plan.on_step is not None:
@@ -198,6 +200,8 @@ def fit(
                 model.train()
                 batch = {k: v.to(acc.device) for k, v in collate(train, rows, pad_id).items()}
                 loss = _forward_backward(acc, task, model, batch, cfg)  # back-propagated only when finite
+                if hasattr(task, "batch_task"):
+                    step_tasks.add(task.batch_task(batch))
                 state.micro += 1
                 state.tokens += int(batch["attention_mask"].sum())
                 if math.isfinite(loss):
@@ -212,10 +216,11 @@ def fit(
                 state.train_seconds += time.perf_counter() - t0
                 fault_point("step", state.step)
                 if stepped:
-                    _watch_divergence(state, cfg, step_loss / max(step_n, 1))
+                    _watch_divergence(state, cfg, step_loss / max(step_n, 1), step_tasks)
                 else:
                     _skip_step(state, cfg, trained, console)
                 step_loss, step_n, step_bad = 0.0, 0, False
+                step_tasks.clear()
                 tps = state.tokens / max(state.train_seconds, 1e-9)
                 lr_now = opt.param_groups[0]["lr"]
                 mean = state.running_loss / state.running_n if state.running_n else float("nan")
@@ -294,17 +299,31 @@ def _optimizer_step(acc: Accelerator, model: TailorModel, opt, sched, max_norm: 
     return not skip
 
 
-def _watch_divergence(state: LoopState, cfg: RunConfig, loss: float) -> None:
-    """Early on, a loss above DIVERGE_FACTOR x the first step's, two steps in a row, means train.lr is too high."""
+def _watch_divergence(state: LoopState, cfg: RunConfig, loss: float, tasks: set[str]) -> None:
+    """Early on, a loss above DIVERGE_FACTOR x the first step's, two steps in a row, means train.lr is too high.
+
+    Multitask (`tasks` named): sub-task losses have different scales, so a step is held against the first step
+    of its own task; a step that mixes tasks (gradient accumulation) is not judged.
+    """
     state.bad_in_row = 0
     if state.first_loss is None:
         state.first_loss = loss
-        return
+        if not tasks:
+            return
+    first = state.first_loss
+    if tasks:
+        if len(tasks) > 1:
+            return
+        name = next(iter(tasks))
+        if name not in state.first_by_task:
+            state.first_by_task[name] = loss
+            return
+        first = state.first_by_task[name]
     if state.step > EARLY_STEPS:
         return
-    state.high_in_row = state.high_in_row + 1 if loss > DIVERGE_FACTOR * state.first_loss else 0
+    state.high_in_row = state.high_in_row + 1 if loss > DIVERGE_FACTOR * first else 0
     if state.high_in_row >= 2:
-        raise TrainingStopped(diverged_message(cfg, state.step, state.first_loss, loss))
+        raise TrainingStopped(diverged_message(cfg, state.step, first, loss))
 
 
 def _skip_step(state: LoopState, cfg: RunConfig, trained: list, console: Console) -> None:
