@@ -1,6 +1,6 @@
 """Real English that tailor never generated: pre-train on books, fine-tune on SST-2, against two references.
 
-    python benchmarks/real_english.py                      # ../shared/data; about 70 minutes on 2 cores
+    python benchmarks/real_english.py                      # ../shared/data; about 40 minutes on 2 cores
     python benchmarks/real_english.py --pretrain-steps 100 --train-examples 2000   # a quick look
 
 1. `tailor pretrain` on five Project Gutenberg books, tinyshakespeare and the SST-2 training sentences as
@@ -16,7 +16,7 @@
    The two fine-tuned results are means over --seeds seeds (the seed changes the head's initialisation,
    the scratch model's weights, the batch order and which 500 sentences are held out for validation; both
    models see the same split for a given seed, and the test set is always the same).
-Writes OUT/real_english.md and prints the table. Nothing is copied into the repository.
+Writes OUT/real_english-N.md (.json) and prints the table. Nothing is copied into the repository.
 """
 
 from __future__ import annotations
@@ -137,8 +137,9 @@ def main() -> None:
              "| model | accuracy | macro-F1 |", "|---|---:|---:|"]
     lines += [f"| {name} | {mean_std([m['accuracy'] for m in ms])} | {mean_std([m['macro_f1'] for m in ms])} |"
               for name, ms in table]
-    (args.out / "real_english.md").write_text("\n".join(lines) + "\n")
-    (args.out / "real_english.json").write_text(json.dumps(dict(table), indent=1, default=str))
+    stem = args.out / f"real_english-{args.train_examples}"
+    stem.with_suffix(".md").write_text("\n".join(lines) + "\n")
+    stem.with_suffix(".json").write_text(json.dumps(dict(table), indent=1, default=str))
     console.print("\n".join(lines), highlight=False)
 
 

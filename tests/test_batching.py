@@ -2,6 +2,7 @@ import numpy as np
 
 from tailor.data.batching import (
     IGNORE,
+    WIDTH_MULTIPLE,
     bucketed_order,
     collate,
     from_examples,
@@ -29,6 +30,16 @@ def test_flat_storage_round_trip():
     assert batch["attention_mask"].sum().item() == 14
     assert batch["labels"][0, 5:].tolist() == [IGNORE] * 4
     assert batch["label"].tolist() == [0, 2]
+
+
+def test_batch_widths_come_in_few_shapes_and_never_pass_the_longest_example():
+    lengths = random_lengths(seed=3)  # 20..256 tokens; the longest is 256 at most
+    enc = from_examples({"input_ids": np.zeros(n, np.int32)} for n in lengths)
+    widths = {collate(enc, rows, pad_id=0)["input_ids"].shape[1] for rows in bucketed_order(enc.lengths, 16, 0, 0)}
+    assert all(w % WIDTH_MULTIPLE == 0 or w == enc.longest for w in widths) and max(widths) <= enc.longest
+    short = from_examples([{"input_ids": [1] * 3}, {"input_ids": [1] * 10}, {"input_ids": [1] * 11}])
+    assert collate(short, np.array([0]), 0)["input_ids"].shape == (1, 8)  # 3 rounded up to 8
+    assert collate(short, np.array([0, 1]), 0)["input_ids"].shape == (2, 11)  # 16 would pass the longest (11)
 
 
 def test_bucketing_cuts_padding_and_covers_every_example_once():

@@ -205,6 +205,8 @@ def test_each_task_is_scored_on_its_own_split_in_metrics_json_and_the_report(run
     for row in ("| topic | accuracy |", "| size | mse |", "| where | f1 |", "| notes | loss |", "| all | multitask_score |"):
         assert row in report, row
     assert "## where: Sample answers (test)" in report
+    assert "## topic: Confusion matrix (test, fine-tuned)" in report and "## topic: Per class (test)" in report
+    assert (run / "confusion_matrix-topic.png").stat().st_size > 0
     rows = [r for r in read_jsonl(run / "metrics.jsonl") if r.get("split") == "validation"]
     assert rows and all("topic/macro_f1" in r and "where/f1" in r for r in rows)
     heads = json.loads((run / "tailor.json").read_text())["heads"]

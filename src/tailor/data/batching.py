@@ -4,11 +4,17 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
+from functools import cached_property
 
 import numpy as np
 import torch
 
 IGNORE = -100
+# Batches are padded to a multiple of this many tokens (never past the data's longest example). With exact
+# widths every new batch length is a new tensor shape, and bf16 on CPU keeps kernels and buffers per shape:
+# on the sentiment demo the process grew from 780 MB to 1,345 MB over 60 steps and kept what it took;
+# with multiples of 8 it stays near 750 MB. The cost is at most 7 padding positions per row.
+WIDTH_MULTIPLE = 8
 
 
 @dataclass
@@ -32,6 +38,10 @@ class Encoded:
     @property
     def lengths(self) -> np.ndarray:
         return np.diff(self.offsets)
+
+    @cached_property
+    def longest(self) -> int:
+        return int(self.lengths.max()) if len(self) else 0
 
     def example(self, i: int) -> tuple[np.ndarray, np.ndarray | None]:
         a, b = self.offsets[i], self.offsets[i + 1]
@@ -110,10 +120,15 @@ def sequential_order(lengths: np.ndarray, batch_size: int) -> list[np.ndarray]:
     return [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
 
 
+def padded_width(data: Encoded, lengths: np.ndarray) -> int:
+    """A batch's width: its longest row rounded up to WIDTH_MULTIPLE, at most the data's longest example."""
+    return min(-(-int(lengths.max()) // WIDTH_MULTIPLE) * WIDTH_MULTIPLE, data.longest)
+
+
 def collate(data: Encoded, rows: np.ndarray, pad_id: int) -> dict[str, torch.Tensor]:
     """Right-padded tensors for the given rows: input_ids, attention_mask, labels?, fields, row."""
     lengths = data.lengths[rows]
-    width = int(lengths.max())
+    width = padded_width(data, lengths)
     n = len(rows)
     ids = np.full((n, width), pad_id, dtype=np.int64)
     mask = np.zeros((n, width), dtype=np.int64)
@@ -141,10 +156,10 @@ def iterate(data: Encoded, order: list[np.ndarray], pad_id: int) -> Iterator[dic
 
 
 def padding_waste(data: Encoded, order: list[np.ndarray]) -> float:
-    """Fraction of positions in the given batches that are padding."""
+    """Fraction of positions in the given batches that are padding (widths as collate pads them)."""
     real = total = 0
     for rows in order:
         lengths = data.lengths[rows]
         real += int(lengths.sum())
-        total += int(lengths.max()) * len(rows)
+        total += padded_width(data, lengths) * len(rows)
     return 1 - real / total if total else 0.0

@@ -246,7 +246,8 @@ def report_sections(run: Path, task: Any, prep: Any, summary: dict, base: dict, 
     """After training: write predictions.jsonl (test split, else validation); report.md sections to add."""
     if getattr(task, "type", None) == "multitask":
         task_predictions(run, task, prep, base, tuned)
-        return []
+        return [section for name, sub in task.tasks.items() if sub.info().get("labels")
+                for section in classification_sections(run, summary, sub.info()["labels"], name)]
     split = "test" if tuned.get("test", {}).get("rows") else "validation"
     sections = []
     labels = task.info().get("labels")

@@ -52,19 +52,26 @@ def per_class_markdown(base: dict | None, tuned: dict) -> list[str]:
     return rows
 
 
-def classification_sections(run: Path, summary: dict, labels: list[str]) -> list[str]:
-    """report.md sections for a classification run (and confusion_matrix.png beside it)."""
+def classification_sections(run: Path, summary: dict, labels: list[str], task: str | None = None) -> list[str]:
+    """report.md sections for a classification run (and its confusion matrix PNG beside it).
+
+    `task`: a multitask run's classification sub-task; its NAME/metric entries are used and titles name it.
+    """
+    def own(metrics: dict) -> dict:
+        return {k.split("/", 1)[1]: v for k, v in metrics.items() if k.startswith(f"{task}/")} if task else metrics
+
     split = "test" if summary.get("fine_tuned", {}).get("test") else "validation"
-    tuned = summary.get("fine_tuned", {}).get(split, {})
-    base = summary.get("baseline", {}).get(split, {})
+    tuned = own(summary.get("fine_tuned", {}).get(split, {}))
+    base = own(summary.get("baseline", {}).get(split, {}))
     if "confusion" not in tuned:
         return []
+    png, title = (f"confusion_matrix-{task}.png", f"{task}: ") if task else (PNG, "")
     panels = ([("pre-trained", base["confusion"])] if "confusion" in base else []) + [("fine-tuned", tuned["confusion"])]
-    plot_confusion(panels, labels, run / PNG)
-    lines = [f"## Confusion matrix ({split}, fine-tuned)", "", f"![confusion matrix]({PNG})", "",
+    plot_confusion(panels, labels, run / png)
+    lines = [f"## {title}Confusion matrix ({split}, fine-tuned)", "", f"![confusion matrix]({png})", "",
              *confusion_markdown(tuned["confusion"], labels)]
     if "confusion" in base:
-        lines += ["", f"Pre-trained ({summary.get('baseline_method', 'baseline')}):", "",
-                  *confusion_markdown(base["confusion"], labels)]
-    lines += ["", f"## Per class ({split})", "", *per_class_markdown(base.get("per_class"), tuned["per_class"])]
+        method = "" if task else f" ({summary.get('baseline_method', 'baseline')})"
+        lines += ["", f"Pre-trained{method}:", "", *confusion_markdown(base["confusion"], labels)]
+    lines += ["", f"## {title}Per class ({split})", "", *per_class_markdown(base.get("per_class"), tuned["per_class"])]
     return ["\n".join(lines)]
