@@ -23,7 +23,7 @@ from rich.console import Console
 from tailor.config import RunConfig
 from tailor.data.batching import pack
 from tailor.models.heads import TailorModel
-from tailor.models.load import TINY_DIR
+from tailor.models.load import TINY_DIR, fuse_activations
 from tailor.tasks.lm import LanguageModelling
 from tailor.train.loop import fit, precision_of
 from tailor.train.memory import peak_memory_mb, reset_peak_memory
@@ -76,8 +76,8 @@ def run_trainer(model_dir: Path, exs: list[list[int]], tok, batch: int, bf16: bo
 def run_tailor(model_dir: Path, exs: list[list[int]], tok, batch: int, bf16: bool) -> tuple[float, float]:
     from transformers import AutoModelForCausalLM
 
-    torch.manual_seed(0)
-    model = TailorModel(AutoModelForCausalLM.from_pretrained(model_dir))
+    torch.manual_seed(0)  # the model as `tailor train` loads it: fused tanh-GELU (models/load.py)
+    model = TailorModel(fuse_activations(AutoModelForCausalLM.from_pretrained(model_dir)))
     data = pack([np.asarray(e, np.int32) for e in exs], 256, tok.eos_token_id)
     cfg = RunConfig(task={"type": "lm"}, train={"epochs": 1, "batch_size": batch, "lr": 5e-5,
                                                 "precision": "bf16" if bf16 else "fp32", "log_every": 10**9},
