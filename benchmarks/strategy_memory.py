@@ -1,6 +1,6 @@
 """Peak memory and trainable parameters per strategy, from a `tailor ablate` table; asserts head, lora < full.
 
-    python benchmarks/strategy_memory.py runs/sentiment-ablation-001          # an existing ablation
+    python benchmarks/strategy_memory.py --ablation runs/sentiment-ablation-001   # an existing ablation
     python benchmarks/strategy_memory.py --config examples/sentiment.yaml train.max_steps=60
 
 With --config it first runs `tailor ablate CONFIG --vary strategy.name=full,head,lora` (one subprocess
@@ -32,7 +32,7 @@ def read_rows(ablation: Path) -> dict[str, dict]:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("ablation", nargs="?", type=Path, help="an ablation directory with ablation.csv")
+    ap.add_argument("--ablation", type=Path, help="an existing ablation directory with ablation.csv")
     ap.add_argument("--config", type=Path, help="run the ablation first, on this config")
     ap.add_argument("--seeds", type=int, default=1)
     ap.add_argument("overrides", nargs="*", help="dotted overrides for the ablation")
