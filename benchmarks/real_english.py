@@ -84,7 +84,7 @@ def classify(name: str, model: dict, train_file: Path, test_file: Path, out: Pat
              baseline: bool, console: Console) -> dict:
     cfg = RunConfig.model_validate({
         "name": name, "output_dir": str(out / "runs"), "seed": seed, "model": model,
-        "task": {"type": "classification", "method": "head", "prompt": "Review: {text}\nSentiment:",
+        "task": {"type": "classification", "method": args.method, "prompt": "Review: {text}\nSentiment:",
                  "labels": ["0", "1"], "label_words": {"0": "bad", "1": "good"}},
         "data": {"train": [str(train_file)], "test": [str(test_file)], "fields": {"text": "sentence"},
                  "split": {"validation": 500, "test": 0}},
@@ -109,6 +109,7 @@ def main() -> None:
     ap.add_argument("--epochs", type=float, default=3)
     ap.add_argument("--lrs", default="3e-4", help="comma-separated; each side keeps its best on validation")
     ap.add_argument("--seeds", type=int, default=3)
+    ap.add_argument("--method", default="head", choices=["head", "generative"])
     args = ap.parse_args()
     lrs = [float(x) for x in args.lrs.split(",")]
     console = Console()
@@ -125,7 +126,7 @@ def main() -> None:
         for lr in lrs:
             for seed in range(args.seeds):
                 first = baseline is None and side == "pretrained"
-                m = classify(f"sst2-{args.train_examples}-{side}-lr{lr:g}-s{seed}", model_cfg, train_file, test_file,
+                m = classify(f"sst2-{args.train_examples}-{args.method}-{side}-lr{lr:g}-s{seed}", model_cfg, train_file, test_file,
                              args.out, args, lr, seed, first, console)
                 baseline = m["baseline"]["test"] if first else baseline
                 n_test = m["data"]["splits"]["test"]
@@ -140,7 +141,7 @@ def main() -> None:
              f"Pre-training: {args.pretrain_steps} steps x 32 x 256 tokens on ../shared/data gutenberg + "
              "tinyshakespeare + SST-2 train sentences without labels. Fine-tuning: "
              f"{args.train_examples} SST-2 train sentences (500 held out for validation), {args.epochs:g} epochs, "
-             f"batch 32, full strategy, head method; each side's learning rate is the best of {args.lrs} by mean "
+             f"batch 32, full strategy, {args.method} method; each side's learning rate is the best of {args.lrs} by mean "
              f"validation accuracy; mean ± std over {args.seeds} seeds. Test: SST-2 dev ({n_test} sentences).", "",
              "| model | lr | accuracy | macro-F1 |", "|---|---:|---:|---:|"]
     lines += [f"| {name} | {lr} | {mean_std([m['accuracy'] for m in ms])} | {mean_std([m['macro_f1'] for m in ms])} |"
@@ -150,7 +151,7 @@ def main() -> None:
     lines += [f"| {side} | {lr:g} | {statistics.fmean(m['validation']['accuracy'] for m in ms):.4f} | "
               f"{statistics.fmean(m['test']['accuracy'] for m in ms):.4f} |"
               for side, by_lr in grid.items() for lr, ms in by_lr.items()]
-    stem = args.out / f"real_english-{args.train_examples}"
+    stem = args.out / f"real_english-{args.train_examples}{'' if args.method == 'head' else '-' + args.method}"
     stem.with_suffix(".md").write_text("\n".join(lines) + "\n")
     stem.with_suffix(".json").write_text(json.dumps({"best_lr": best, "table": table}, indent=1, default=str))
     console.print("\n".join(lines), highlight=False)
