@@ -1,11 +1,13 @@
 """Real English that tailor never generated: pre-train on books, fine-tune on SST-2, against two references.
 
-    python benchmarks/real_english.py                      # ../shared/data; about 40 minutes on 2 cores
-    python benchmarks/real_english.py --train-examples 2000 --lrs 1e-4,3e-4,1e-3   # less data, lr chosen per side
+    python benchmarks/real_english.py --pretrain-steps 2000 --seeds 5   # ../shared/data; about 70 minutes on 2 cores
+    python benchmarks/real_english.py --train-examples 2000 --epochs 8 --lrs 3e-4,1e-3 --strategies full,llrd
     python benchmarks/real_english.py --pretrain-steps 100 --train-examples 2000   # a quick look
+The pre-trained model is kept in OUT/english-tiny and reused by later calls with the same --out.
 
 1. `tailor pretrain` on five Project Gutenberg books, tinyshakespeare and the SST-2 training sentences as
-   unlabelled text (../shared/data; sentences that occur in dev.tsv left out): a BPE tokenizer and
+   unlabelled text (../shared/data; sentences that occur in dev.tsv left out; by default the books are first
+   rewritten the way SST-2 is written: lower case, clitics and punctuation split off): a BPE tokenizer and
    tailor-tiny's architecture (GPT-2, 4 layers, width 256) trained from scratch. Reading the task's own
    unlabelled text is the ULMFiT recipe; the labels are never seen in this step.
 2. SST-2 sentence sentiment (binary): N training sentences sampled from train.tsv (sentences that also
@@ -26,6 +28,7 @@ import argparse
 import csv
 import json
 import random
+import re
 import statistics
 from pathlib import Path
 
@@ -37,6 +40,8 @@ from tailor.data.check import normalize_text
 from tailor.pretrain import PretrainConfig, pretrain
 
 ARCH = {"family": "gpt2", "n_layer": 4, "n_embd": 256, "n_head": 4, "context": 256}
+STRATEGIES = {"full": {"name": "full"},  # --strategies: each side keeps its best on validation
+              "llrd": {"name": "llrd", "decay": 0.7, "head_lr_mult": 3.0}}
 
 
 def sst2_texts(data: Path, out: Path) -> tuple[list[dict], Path]:
@@ -51,14 +56,39 @@ def sst2_texts(data: Path, out: Path) -> tuple[list[dict], Path]:
     return rows, corpus
 
 
-def pretrain_model(data: Path, out: Path, steps: int, unlabelled: Path, console: Console) -> Path:
+_QUOTES = str.maketrans({"\u2018": "` ", "\u2019": "'", "\u201c": " `` ", "\u201d": " '' ", "\u2014": " -- ", "_": " "})
+
+
+def sst2_style(text: str) -> str:
+    """Text written the way SST-2 is: lower case, punctuation and clitics split off ("does n't", "film 's")."""
+    text = text.translate(_QUOTES).lower()
+    text = re.sub(r'"(?=\w)', "`` ", text).replace('"', " ''")
+    text = re.sub(r"(\w)n't\b", r"\1 n't", text)
+    text = re.sub(r"(\w)'(s|re|ve|ll|d|m)\b", r"\1 '\2", text)
+    text = re.sub(r"([,.;:!?()]|--)", r" \1 ", text)
+    return " ".join(text.split())
+
+
+def styled_books(data: Path, out: Path) -> Path:
+    """The books and tinyshakespeare, one paragraph per record, rewritten by sst2_style."""
+    from tailor.data.readers import iter_text_documents
+
+    path = out / "books-sst2-style.jsonl"
+    with path.open("w") as fh:
+        for doc in iter_text_documents([data / "gutenberg", data / "tinyshakespeare"]):
+            fh.write(json.dumps({"text": sst2_style(doc)}) + "\n")
+    return path
+
+
+def pretrain_model(data: Path, out: Path, steps: int, unlabelled: Path, style: str, console: Console) -> Path:
     model = out / "english-tiny"
     if (model / "config.json").is_file():
         console.print(f"using the model pre-trained earlier: {model}")
         return model
+    books = [styled_books(data, out)] if style == "sst2" else [data / "gutenberg", data / "tinyshakespeare"]
     cfg = PretrainConfig.model_validate({
         "name": "english-tiny", "output_dir": str(out / "runs"), "export": str(model), "seed": 0,
-        "corpus": {"files": [str(data / "gutenberg"), str(data / "tinyshakespeare"), str(unlabelled)]},
+        "corpus": {"files": [*map(str, books), str(unlabelled)]},
         "vocab_size": 4096, "arch": ARCH, "validation": 0.01, "test": 0.01,
         "train": {"epochs": 100, "max_steps": steps, "batch_size": 32, "lr": 2e-3, "schedule": "cosine",
                   "warmup": 0.03, "weight_decay": 0.1, "eval_every": max(steps // 4, 1), "log_every": 20},
@@ -80,15 +110,15 @@ def sst2_subset(rows: list[dict], out: Path, n: int, seed: int) -> Path:
     return path
 
 
-def classify(name: str, model: dict, train_file: Path, test_file: Path, out: Path, args, lr: float, seed: int,
-             baseline: bool, console: Console) -> dict:
+def classify(name: str, model: dict, train_file: Path, test_file: Path, out: Path, args, strategy: str, lr: float,
+             seed: int, baseline: bool, console: Console) -> dict:
     cfg = RunConfig.model_validate({
         "name": name, "output_dir": str(out / "runs"), "seed": seed, "model": model,
         "task": {"type": "classification", "method": args.method, "prompt": "Review: {text}\nSentiment:",
                  "labels": ["0", "1"], "label_words": {"0": "bad", "1": "good"}},
         "data": {"train": [str(train_file)], "test": [str(test_file)], "fields": {"text": "sentence"},
                  "split": {"validation": 500, "test": 0}},
-        "strategy": "full",
+        "strategy": STRATEGIES[strategy],
         "train": {"epochs": args.epochs, "batch_size": 32, "lr": lr, "metric": "accuracy"},
         "eval": {"baseline": baseline},
     }).resolved()
@@ -105,9 +135,12 @@ def main() -> None:
     ap.add_argument("--data", type=Path, default=Path(__file__).resolve().parents[2] / "shared" / "data")
     ap.add_argument("--out", type=Path, default=Path("runs/real-english"))
     ap.add_argument("--pretrain-steps", type=int, default=800)
+    ap.add_argument("--corpus-style", default="sst2", choices=["sst2", "raw"],
+                    help="sst2: the books rewritten like SST-2 (lower case, split clitics) before pre-training")
     ap.add_argument("--train-examples", type=int, default=8000)
     ap.add_argument("--epochs", type=float, default=3)
     ap.add_argument("--lrs", default="3e-4", help="comma-separated; each side keeps its best on validation")
+    ap.add_argument("--strategies", default="full", help=f"comma-separated, of {', '.join(STRATEGIES)}")
     ap.add_argument("--seeds", type=int, default=3)
     ap.add_argument("--method", default="head", choices=["head", "generative"])
     args = ap.parse_args()
@@ -115,45 +148,54 @@ def main() -> None:
     console = Console()
     args.out.mkdir(parents=True, exist_ok=True)
     rows, unlabelled = sst2_texts(args.data, args.out)
-    model = pretrain_model(args.data, args.out, args.pretrain_steps, unlabelled, console)
+    model = pretrain_model(args.data, args.out, args.pretrain_steps, unlabelled, args.corpus_style, console)
     train_file = sst2_subset(rows, args.out, args.train_examples, seed=0)
     test_file = args.data / "sst2" / "dev.tsv"
     sides = {"pretrained": {"path": str(model)},
              "scratch": {"path": str(model), "tokenizer": str(model), "arch": ARCH}}
-    grid: dict[str, dict[float, list[dict]]] = {side: {} for side in sides}
+    settings = [(strategy, lr) for strategy in args.strategies.split(",") for lr in lrs]
+    grid: dict[str, dict[str, list[dict]]] = {side: {} for side in sides}
     baseline, n_test = None, 0
     for side, model_cfg in sides.items():
-        for lr in lrs:
+        for strategy, lr in settings:
             for seed in range(args.seeds):
                 first = baseline is None and side == "pretrained"
-                m = classify(f"sst2-{args.train_examples}-{args.method}-{side}-lr{lr:g}-s{seed}", model_cfg, train_file, test_file,
-                             args.out, args, lr, seed, first, console)
+                name = f"sst2-{args.train_examples}-{args.method}-{args.epochs:g}ep-{side}-{strategy}-lr{lr:g}-s{seed}"
+                m = classify(name, model_cfg, train_file, test_file, args.out, args, strategy, lr, seed, first, console)
                 baseline = m["baseline"]["test"] if first else baseline
                 n_test = m["data"]["splits"]["test"]
-                grid[side].setdefault(lr, []).append(m["fine_tuned"])
-    best = {side: max(by_lr, key=lambda lr: statistics.fmean(m["validation"]["accuracy"] for m in by_lr[lr]))
-            for side, by_lr in grid.items()}
+                grid[side].setdefault(f"{strategy} {lr:g}", []).append(m["fine_tuned"])
+    best = {side: max(by_setting, key=lambda k: statistics.fmean(m["validation"]["accuracy"] for m in by_setting[k]))
+            for side, by_setting in grid.items()}
+    chosen = {side: [m["test"] for m in grid[side][best[side]]] for side in sides}
+    wins = sum(p["accuracy"] > s["accuracy"] for p, s in zip(chosen["pretrained"], chosen["scratch"], strict=True))
     table = [("zero-shot (pre-trained, label likelihood)", "-", [baseline]),
-             ("from scratch, fine-tuned", f"{best['scratch']:g}", [m["test"] for m in grid["scratch"][best["scratch"]]]),
-             ("pre-trained on real text, fine-tuned", f"{best['pretrained']:g}",
-              [m["test"] for m in grid["pretrained"][best["pretrained"]]])]
+             ("from scratch, fine-tuned", best["scratch"], chosen["scratch"]),
+             ("pre-trained on real text, fine-tuned", best["pretrained"], chosen["pretrained"])]
     lines = ["# Real English: SST-2 after `tailor pretrain` on books and unlabelled SST-2 text", "",
              f"Pre-training: {args.pretrain_steps} steps x 32 x 256 tokens on ../shared/data gutenberg + "
-             "tinyshakespeare + SST-2 train sentences without labels. Fine-tuning: "
+             f"tinyshakespeare (corpus style: {args.corpus_style}) + SST-2 train sentences without labels. Fine-tuning: "
              f"{args.train_examples} SST-2 train sentences (500 held out for validation), {args.epochs:g} epochs, "
-             f"batch 32, full strategy, {args.method} method; each side's learning rate is the best of {args.lrs} by mean "
-             f"validation accuracy; mean ± std over {args.seeds} seeds. Test: SST-2 dev ({n_test} sentences).", "",
-             "| model | lr | accuracy | macro-F1 |", "|---|---:|---:|---:|"]
+             f"batch 32, {args.method} method; each side's strategy and learning rate are the best of {args.strategies} x "
+             f"{args.lrs} by mean validation accuracy; mean ± std over {args.seeds} seeds. Test: SST-2 dev ({n_test} "
+             "sentences).", "",
+             "| model | strategy, lr | accuracy | macro-F1 |", "|---|---:|---:|---:|"]
     lines += [f"| {name} | {lr} | {mean_std([m['accuracy'] for m in ms])} | {mean_std([m['macro_f1'] for m in ms])} |"
               for name, lr, ms in table]
-    lines += ["", "All settings (validation accuracy / test accuracy, mean over seeds):", "",
-              "| side | lr | validation | test |", "|---|---:|---:|---:|"]
-    lines += [f"| {side} | {lr:g} | {statistics.fmean(m['validation']['accuracy'] for m in ms):.4f} | "
+    pairs = ", ".join(f"{p['accuracy']:.4f} vs {s['accuracy']:.4f}"
+                      for p, s in zip(chosen["pretrained"], chosen["scratch"], strict=True))
+    lines += ["", f"Paired by seed (same split, same batch order): pre-trained above scratch on {wins} of {args.seeds} "
+              f"seeds (test accuracy, pre-trained vs scratch: {pairs}).",
+              "", "All settings (validation accuracy / test accuracy, mean over seeds):", "",
+              "| side | strategy, lr | validation | test |", "|---|---:|---:|---:|"]
+    lines += [f"| {side} | {k} | {statistics.fmean(m['validation']['accuracy'] for m in ms):.4f} | "
               f"{statistics.fmean(m['test']['accuracy'] for m in ms):.4f} |"
-              for side, by_lr in grid.items() for lr, ms in by_lr.items()]
-    stem = args.out / f"real_english-{args.train_examples}{'' if args.method == 'head' else '-' + args.method}"
+              for side, by_setting in grid.items() for k, ms in by_setting.items()]
+    stem = args.out / (f"real_english-{args.train_examples}" + ("" if args.method == "head" else f"-{args.method}")
+                       + ("" if args.epochs == 3 else f"-{args.epochs:g}ep")
+                       + ("" if args.strategies == "full" else "-" + args.strategies.replace(",", "-")))
     stem.with_suffix(".md").write_text("\n".join(lines) + "\n")
-    stem.with_suffix(".json").write_text(json.dumps({"best_lr": best, "table": table}, indent=1, default=str))
+    stem.with_suffix(".json").write_text(json.dumps({"best": best, "table": table}, indent=1, default=str))
     console.print("\n".join(lines), highlight=False)
 
 
