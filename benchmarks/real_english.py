@@ -1,6 +1,6 @@
 """Real English that tailor never generated: pre-train on books, fine-tune on SST-2, against two references.
 
-    python benchmarks/real_english.py --pretrain-steps 2000 --seeds 5   # ../shared/data; about 70 minutes on 2 cores
+    python benchmarks/real_english.py --seeds 5                        # ../shared/data; about 70 minutes on 2 cores
     python benchmarks/real_english.py --train-examples 2000 --epochs 8 --lrs 3e-4,1e-3 --strategies full,llrd
     python benchmarks/real_english.py --pretrain-steps 100 --train-examples 2000   # a quick look
 The pre-trained model is kept in OUT/english-tiny and reused by later calls with the same --out.
@@ -80,11 +80,14 @@ def styled_books(data: Path, out: Path) -> Path:
     return path
 
 
-def pretrain_model(data: Path, out: Path, steps: int, unlabelled: Path, style: str, console: Console) -> Path:
+def pretrain_model(data: Path, out: Path, steps: int, unlabelled: Path, style: str,
+                   console: Console) -> tuple[Path, dict]:
+    """OUT/english-tiny, pre-trained unless an earlier call left it there, and how it was made."""
     model = out / "english-tiny"
     if (model / "config.json").is_file():
-        console.print(f"using the model pre-trained earlier: {model}")
-        return model
+        made = json.loads((out / "english-tiny.json").read_text())
+        console.print(f"using the model pre-trained earlier ({made}; --pretrain-steps, --corpus-style ignored): {model}")
+        return model, made
     books = [styled_books(data, out)] if style == "sst2" else [data / "gutenberg", data / "tinyshakespeare"]
     cfg = PretrainConfig.model_validate({
         "name": "english-tiny", "output_dir": str(out / "runs"), "export": str(model), "seed": 0,
@@ -95,7 +98,9 @@ def pretrain_model(data: Path, out: Path, steps: int, unlabelled: Path, style: s
         "eval": {"batch_size": 64},
     })
     pretrain(cfg, console)
-    return model
+    made = {"steps": steps, "corpus_style": style}
+    (out / "english-tiny.json").write_text(json.dumps(made))
+    return model, made
 
 
 def sst2_subset(rows: list[dict], out: Path, n: int, seed: int) -> Path:
@@ -134,7 +139,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--data", type=Path, default=Path(__file__).resolve().parents[2] / "shared" / "data")
     ap.add_argument("--out", type=Path, default=Path("runs/real-english"))
-    ap.add_argument("--pretrain-steps", type=int, default=800)
+    ap.add_argument("--pretrain-steps", type=int, default=2000)
     ap.add_argument("--corpus-style", default="sst2", choices=["sst2", "raw"],
                     help="sst2: the books rewritten like SST-2 (lower case, split clitics) before pre-training")
     ap.add_argument("--train-examples", type=int, default=8000)
@@ -145,10 +150,12 @@ def main() -> None:
     ap.add_argument("--method", default="head", choices=["head", "generative"])
     args = ap.parse_args()
     lrs = [float(x) for x in args.lrs.split(",")]
+    if unknown := set(args.strategies.split(",")) - STRATEGIES.keys():
+        ap.error(f"--strategies: unknown {', '.join(sorted(unknown))}; choose from {', '.join(STRATEGIES)}")
     console = Console()
     args.out.mkdir(parents=True, exist_ok=True)
     rows, unlabelled = sst2_texts(args.data, args.out)
-    model = pretrain_model(args.data, args.out, args.pretrain_steps, unlabelled, args.corpus_style, console)
+    model, made = pretrain_model(args.data, args.out, args.pretrain_steps, unlabelled, args.corpus_style, console)
     train_file = sst2_subset(rows, args.out, args.train_examples, seed=0)
     test_file = args.data / "sst2" / "dev.tsv"
     sides = {"pretrained": {"path": str(model)},
@@ -173,8 +180,8 @@ def main() -> None:
              ("from scratch, fine-tuned", best["scratch"], chosen["scratch"]),
              ("pre-trained on real text, fine-tuned", best["pretrained"], chosen["pretrained"])]
     lines = ["# Real English: SST-2 after `tailor pretrain` on books and unlabelled SST-2 text", "",
-             f"Pre-training: {args.pretrain_steps} steps x 32 x 256 tokens on ../shared/data gutenberg + "
-             f"tinyshakespeare (corpus style: {args.corpus_style}) + SST-2 train sentences without labels. Fine-tuning: "
+             f"Pre-training: {made['steps']} steps x 32 x 256 tokens on ../shared/data gutenberg + "
+             f"tinyshakespeare (corpus style: {made['corpus_style']}) + SST-2 train sentences without labels. Fine-tuning: "
              f"{args.train_examples} SST-2 train sentences (500 held out for validation), {args.epochs:g} epochs, "
              f"batch 32, {args.method} method; each side's strategy and learning rate are the best of {args.strategies} x "
              f"{args.lrs} by mean validation accuracy; mean ± std over {args.seeds} seeds. Test: SST-2 dev ({n_test} "
