@@ -20,7 +20,6 @@ from tailor.models.heads import TailorModel
 from tailor.models.load import (
     Source,
     context_length,
-    directory_hash,
     load_backbone,
     load_tokenizer_for,
     set_dropout,
@@ -85,6 +84,8 @@ def _base_location(cfg: RunConfig, src: Source) -> str | None:
     """Where the base model is, as tailor.json records it: absolute for local directories (a LoRA run needs it)."""
     if src.kind == "scratch":
         return None
+    if src.kind == "gguf":
+        return src.file
     return str(Path(cfg.model.path).expanduser().resolve()) if src.kind in ("dir", "run") else cfg.model.path
 
 
@@ -93,7 +94,7 @@ def save_run_model(run: Path, model: TailorModel, tok, task: Task, cfg: RunConfi
     model.backbone.save_pretrained(run / "model", safe_serialization=True)
     tok.save_pretrained(run / "model")
     model.save_heads(run / "heads.safetensors")
-    base_hash = directory_hash(src.location) if src.kind in ("tiny", "dir", "run") else None
+    base_hash = src.fingerprint()
     meta = {
         "tailor_version": __version__,
         "task": task.info(),

@@ -11,6 +11,10 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
+from tailor.quiet import silence_libraries
+
+silence_libraries()  # before any library is imported by a subcommand
+
 app = typer.Typer(help="Fine-tune pre-trained GPT-style language models, and use the result.", no_args_is_help=True,
                   pretty_exceptions_enable=False, add_completion=False)
 data_app = typer.Typer(help="Check and inspect data sets before spending compute.", no_args_is_help=True)
@@ -408,17 +412,24 @@ def export(
     out: Annotated[Path, typer.Option(help="directory to write (must be empty or new, unless --force)")],
     merge: Annotated[bool, typer.Option(help="LoRA run: merge the adapter into its base and write a full model")] = False,
     force: Annotated[bool, typer.Option(help="replace a non-empty --out directory")] = False,
+    fmt: Annotated[str, typer.Option("--format", help="hf: a Hugging Face directory; gguf: one GGUF file for "
+                                     "llama.cpp / Ollama (LoRA merged) and an Ollama Modelfile")] = "hf",
+    quant: Annotated[str, typer.Option(help="gguf: weights as f16, q8_0 or f32")] = "f16",
 ) -> None:
-    """Write a run's model as a plain Hugging Face directory (AutoModelForCausalLM.from_pretrained loads it)."""
+    """Write a run's model as a Hugging Face directory, or as GGUF for llama.cpp and Ollama."""
     from tailor.export import ExportError, export_run
 
     try:
-        result = export_run(run, out, merge=merge, force=force)
+        result = export_run(run, out, merge=merge, force=force, fmt=fmt, quant=quant)
     except ExportError as e:
         err.print(f"[red]error:[/] {e}", highlight=False)
         raise typer.Exit(2) from None
     for note in result.notes:
         console.print(note, highlight=False)
+    if fmt == "gguf":
+        console.print(f"exported GGUF ({quant}) to [bold]{result.path}[/] with an Ollama Modelfile beside it: "
+                      f"ollama create NAME -f {result.path.parent / 'Modelfile'}", highlight=False)
+        return
     what = "merged full model (LoRA adapter + base)" if result.merged else ("LoRA adapter" if result.adapter else "full model")
     console.print(f"exported the {what} to [bold]{result.path}[/]", highlight=False)
 

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from tailor.config import ModelConfig
-from tailor.models.load import ModelLoadError, directory_hash, load, locate
+from tailor.models.load import ModelLoadError, load, locate
 from tailor.rundir import write_json
 from tailor.train.checkpoint import replace_dir
 
@@ -25,11 +25,17 @@ class Exported:
     notes: list[str] = field(default_factory=list)
 
 
-def export_run(run: str | Path, out: str | Path, merge: bool = False, force: bool = False) -> Exported:
-    """Write the run's model to `out`: merged base + adapter (merge=True on a LoRA run), else a copy of model/."""
+def export_run(run: str | Path, out: str | Path, merge: bool = False, force: bool = False, fmt: str = "hf",
+               quant: str = "f16") -> Exported:
+    """Write the run's model to `out`: merged base + adapter (merge=True on a LoRA run), else a copy of model/.
+    With fmt="gguf": one GGUF file (LoRA merged first) and an Ollama Modelfile."""
     run, out = Path(run), Path(out)
     meta = _run_meta(run)
     _check_target(run, out, force)
+    if fmt == "gguf":
+        return _export_gguf(run, out, meta, quant)
+    if fmt != "hf":
+        raise ExportError(f"--format {fmt!r} is not one of hf, gguf")
     adapter = (run / "model" / "adapter_config.json").is_file()
     result = Exported(path=out, merged=merge and adapter, adapter=adapter)
     tmp = out.with_name(out.name + ".export-tmp")
@@ -87,7 +93,57 @@ def _check_base(meta: dict) -> list[str]:
         src = locate(ModelConfig(path=location))
     except ModelLoadError as e:  # say which key points where
         raise ExportError(f"the LoRA adapter's base model is missing: tailor.json base.location {location} ({e})") from None
-    if base.get("hash") and src.kind in ("tiny", "dir", "run") and directory_hash(src.location) != base["hash"]:
+    if base.get("hash") and src.fingerprint() not in (None, base["hash"]):
         return [f"warning: the base model {location} has changed since the run trained (hash differs); "
                 "the merged model uses the base as it is now"]
     return []
+
+
+def _export_gguf(run: Path, out: Path, meta: dict, quant: str) -> Exported:
+    """<out>/<run name>.gguf and <out>/Modelfile, written in a temporary folder and moved into place."""
+    from tailor.export_gguf import QUANTS, GGUFExportError, write_gguf
+    from tailor.ollama import TemplateError, derive, modelfile
+    from tailor.tasks.chat_format import ChatTemplate
+
+    if quant not in QUANTS:
+        raise ExportError(f"--quant {quant!r} is not one of {', '.join(QUANTS)}")
+    adapter = (run / "model" / "adapter_config.json").is_file()
+    result = Exported(path=out, merged=adapter, adapter=adapter)
+    if adapter:
+        result.notes += _check_base(meta)
+    backbone, tok, _ = load(ModelConfig(path=str(run)))  # a LoRA adapter is merged into its base here
+    task = meta.get("task") or {}
+    template_text = task.get("chat_template") or getattr(tok, "chat_template", None)
+    tmp = _fresh_tmp(out)
+    name = f"{run.name}.gguf"
+    try:
+        written = write_gguf(backbone, tok, tmp / name, quant, template_text, run.name)
+    except GGUFExportError as e:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise ExportError(str(e)) from None
+    result.notes += written.notes
+    template, why = None, []
+    if template_text:
+        chat = ChatTemplate(tok, template_text)
+        try:
+            template = derive(chat.render, [chat.end_marker, tok.eos_token or ""])
+        except TemplateError as e:
+            why = [f"the chat template could not be written as an Ollama TEMPLATE ({e}); edit TEMPLATE by hand"]
+            result.notes += [f"note: {why[0]}"]
+    (tmp / "Modelfile").write_text(modelfile(name, template, why))
+    if (run / "heads.safetensors").is_file():
+        result.notes.append("task layers (heads.safetensors) are not part of a GGUF language model: the file holds "
+                            "the fine-tuned backbone; tailor commands that use the task layers take the run directory")
+    write_json(tmp / "export.json", {"run": str(run.resolve()), "format": "gguf", "quant": quant, "file": name,
+                                     "merged": adapter, "base": meta.get("base"), "task": task.get("type")})
+    replace_dir(tmp, out)
+    result.path = out / name
+    return result
+
+
+def _fresh_tmp(out: Path) -> Path:
+    tmp = out.with_name(out.name + ".export-tmp")
+    if tmp.exists():
+        shutil.rmtree(tmp)
+    tmp.mkdir(parents=True)
+    return tmp

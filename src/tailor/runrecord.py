@@ -68,14 +68,12 @@ def config_hash(cfg: RunConfig) -> str:
 
 def write_env(run: Path, cfg: RunConfig, src: Any) -> None:
     """env.json: the reproducibility record (src: the base model's Source); a resumed run adds where it resumed."""
-    from tailor.models.load import directory_hash
-
     path = run / ENV
     if path.is_file():
         record = json.loads(path.read_text())
         record.setdefault("resumed_in", []).append({**environment(), "command": sys.argv})
     else:
-        base_hash = directory_hash(src.location) if src.kind in ("tiny", "dir", "run") else None
+        base_hash = src.fingerprint()
         record = {**environment(), "seed": cfg.seed, "config_hash": config_hash(cfg),
                   "data_files": "data.json (files: path -> sha256)", "base_model": {"path": cfg.model.path, "hash": base_hash},
                   "command": sys.argv}

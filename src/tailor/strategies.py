@@ -180,3 +180,34 @@ def describe(model: nn.Module, plan: Plan) -> dict:
     groups = [{"name": g["name"], "params": sum(p.numel() for p in g["params"]), "lr": g["lr"],
                "weight_decay": g["weight_decay"]} for g in plan.groups]
     return {"trainable": trainable, "total": total, "groups": groups}
+
+
+def summary_lines(info: dict) -> list[str]:
+    """The parameter groups in a few lines whatever the depth: consecutive blocks merged into one line
+    ("blocks 0-29"), each role's no-decay part (norms, biases) folded into it, a learning-rate range
+    where it varies by depth (llrd)."""
+    merged: list[dict] = []
+    for g in info["groups"]:
+        role = g["name"].removesuffix(" (no decay)")
+        block = int(role.split()[1]) if role.startswith("block ") else None
+        last = merged[-1] if merged else None
+        if last is not None and (last["role"] == role or (block is not None and last["last"] is not None
+                                                           and block in (last["last"], last["last"] + 1))):
+            last["params"] += g["params"]
+            last["lrs"].append(g["lr"])
+            last["wds"].add(g["weight_decay"])
+            last["last"] = block if block is not None else last["last"]
+        else:
+            merged.append({"role": role, "first": block, "last": block, "params": g["params"],
+                           "lrs": [g["lr"]], "wds": {g["weight_decay"]}})
+    return [_summary_line(m) for m in merged]
+
+
+def _summary_line(m: dict) -> str:
+    name = m["role"] if m["first"] is None else (
+        f"block {m['first']}" if m["first"] == m["last"] else f"blocks {m['first']}-{m['last']}")
+    lo, hi = min(m["lrs"]), max(m["lrs"])
+    lr = f"lr {hi:.1e}" if hi <= lo * (1 + 1e-9) else f"lr {lo:.1e} .. {hi:.1e} (by depth)"
+    decay = max(m["wds"])
+    wd = f"wd {decay:g}" + (" (0 on norms, biases)" if len(m["wds"]) > 1 else "")
+    return f"{name:<16} {m['params']:>13,} params  {lr}  {wd}"

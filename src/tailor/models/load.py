@@ -20,6 +20,7 @@ from transformers import (
 )
 
 from tailor.config import ArchConfig, ModelConfig
+from tailor.models.gguf import GGUFError, converted_dir, file_hash, find_gguf
 
 TINY_DIR = Path(__file__).resolve().parent.parent / "assets" / "tailor-tiny"
 
@@ -30,10 +31,20 @@ class ModelLoadError(Exception):
 
 @dataclass
 class Source:
-    kind: str  # tiny | dir | run | hub | scratch
-    location: str
+    kind: str  # tiny | dir | run | hub | gguf | scratch
+    location: str  # what transformers loads (gguf: the converted directory, once load_tokenizer_for ran)
     run: dict | None = None  # tailor.json of a run used as the model
     lineage: list[dict] = field(default_factory=list)
+    file: str | None = None  # gguf: the GGUF file itself
+    _hash: str | None = None
+
+    def fingerprint(self) -> str | None:
+        """Short sha256 of the model's files (computed once); None for hub ids and models from scratch."""
+        if self._hash is None and self.kind in ("tiny", "dir", "run"):
+            self._hash = directory_hash(self.location)
+        elif self._hash is None and self.kind == "gguf" and self.file:
+            self._hash = file_hash(Path(self.file))
+        return self._hash
 
 
 def locate(cfg: ModelConfig) -> Source:
@@ -49,9 +60,16 @@ def locate(cfg: ModelConfig) -> Source:
             )
         return Source("tiny", str(TINY_DIR))
     p = Path(ref).expanduser()
+    try:
+        gguf = find_gguf(p)
+    except GGUFError as e:
+        raise ModelLoadError(str(e)) from None
+    if gguf is not None:
+        return Source("gguf", str(gguf.resolve()), file=str(gguf.resolve()))
     if p.exists():
         if not p.is_dir():
-            raise ModelLoadError(f"model.path {ref} is a file; point it at a model directory")
+            raise ModelLoadError(f"model.path {ref} is a file but not a GGUF model (.gguf); point it at a model "
+                                 "directory (config.json + safetensors), a .gguf file, or a tailor run")
         if (p / "tailor.json").is_file() and (p / "model").is_dir():
             run = json.loads((p / "tailor.json").read_text())
             lineage = run.get("lineage", []) + [{"run": str(p.resolve()), "task": run.get("task")}]
@@ -107,6 +125,11 @@ def load_tokenizer(location: str, cfg: ModelConfig, local_only: bool) -> PreTrai
 def load_tokenizer_for(cfg: ModelConfig) -> tuple[PreTrainedTokenizerBase, Source]:
     """Find the model and load its tokenizer (cheap: lets the data checks run before the model loads)."""
     src = locate(cfg)
+    if src.kind == "gguf":
+        try:
+            src.location = str(converted_dir(Path(src.location)))  # dequantized once, then a plain directory
+        except GGUFError as e:
+            raise ModelLoadError(str(e)) from None
     if src.kind == "scratch":
         location = cfg.tokenizer or (cfg.path if cfg.path != "tailor-tiny" else str(TINY_DIR))
     else:

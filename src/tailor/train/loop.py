@@ -18,7 +18,7 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 from tailor.config import RunConfig, TrainConfig
 from tailor.data.batching import Encoded, collate
 from tailor.models.heads import TailorModel
-from tailor.strategies import apply_strategy, describe
+from tailor.strategies import apply_strategy, describe, summary_lines
 from tailor.tasks.base import Task, batch_order, better, evaluate_task
 from tailor.train.checkpoint import (
     checkpoint_step,
@@ -396,5 +396,5 @@ def _progress(console: Console, total: int) -> Progress:
 def _print_strategy(console: Console, cfg: RunConfig, info: dict) -> None:
     pct = 100 * info["trainable"] / max(info["total"], 1)
     console.print(f"strategy [bold]{cfg.strategy.name}[/]: {info['trainable']:,} of {info['total']:,} parameters train ({pct:.2f}%)")
-    for g in info["groups"]:
-        console.print(f"  {g['name']:<28} {g['params']:>12,} params  lr {g['lr']:.2e}  wd {g['weight_decay']}")
+    for line in summary_lines(info):
+        console.print(f"  {line}", highlight=False)
