@@ -178,6 +178,14 @@ class TrainConfig(Strict):
         default_factory=list, description="also log to these trackers (the package must be installed)"
     )
     packing: bool = Field(True, description="lm: concatenate documents into full blocks")
+    gradient_checkpointing: bool = Field(
+        False, description="recompute each block's activations in the backward pass instead of keeping them: "
+        "activation memory falls from one copy per block to about one block's, for ~30% more compute; "
+        "for long sequences or large batches")
+    weights: Literal["fp32", "bf16"] = Field(
+        "fp32", description="dtype the weights, gradients and optimiser state are kept in. bf16 halves their memory "
+        "and skips autocast's per-step weight casts (bf16 hardware only); updates below bf16's resolution "
+        "(about 1/256 of a weight) are lost, so it suits larger learning rates, LoRA and short fine-tunes")
     effective_batch_size: int | None = Field(
         None, gt=0, description="examples per optimiser step; sets grad_accum = this / batch_size"
     )

@@ -3,8 +3,19 @@
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from safetensors.torch import load_file, save_file
 from torch import Tensor, nn
+from torch.utils.checkpoint import checkpoint
+
+from tailor.data.batching import IGNORE
+
+# Model types whose logits are exactly lm_head(last hidden state): their loss can be computed from the
+# hidden states at the trained positions only. Others (soft-capped or scaled logits) take the full logits.
+PLAIN_LM_HEAD = {"gpt2", "llama", "mistral", "qwen2", "qwen3", "gpt_neox", "phi3", "starcoder2", "stablelm", "gptj",
+                 "olmo", "olmo2", "smollm3"}
+# Rows of vocabulary logits made at once: 2^25 values (128 MB in fp32) whatever the vocabulary size.
+LOGIT_BUDGET = 1 << 25
 
 
 class ClassificationHead(nn.Module):
@@ -69,6 +80,24 @@ class TailorModel(nn.Module):
         """Next-token logits, (B, T, V)."""
         return self.backbone(input_ids=input_ids, attention_mask=attention_mask, use_cache=False).logits
 
+    def next_token_nll(self, input_ids: Tensor, attention_mask: Tensor, labels: Tensor | None = None
+                       ) -> tuple[Tensor, Tensor]:
+        """Summed next-token negative log-likelihood over the trained positions, and their count.
+
+        Trained positions are those whose label is not IGNORE (all real tokens without `labels`). The
+        vocabulary logits are made only there, and a chunk of rows at a time, recomputed in the backward
+        pass: the (B, T, V) fp32 tensor of a 49k vocabulary never exists.
+        """
+        targets = (labels if labels is not None else input_ids.masked_fill(attention_mask == 0, IGNORE))[:, 1:]
+        head = self.backbone.get_output_embeddings()
+        if head is None or getattr(self.backbone.config, "model_type", None) not in PLAIN_LM_HEAD:
+            logits = self.logits(input_ids, attention_mask)[:, :-1].float()  # (B, T-1, V)
+            nll = F.cross_entropy(logits.transpose(1, 2), targets, ignore_index=IGNORE, reduction="sum")
+            return nll, (targets != IGNORE).sum()
+        keep = targets != IGNORE  # (B, T-1)
+        hidden = self.hidden(input_ids, attention_mask)[:, :-1][keep]  # (N, C)
+        return chunked_nll(hidden, head, targets[keep]), keep.sum()
+
     def for_task(self, name: str) -> TailorModel:
         """The model as one sub-task of a multitask run sees it: the same backbone, only that task's heads."""
         own = self.heads[name] if name in self.heads else {}
@@ -83,3 +112,21 @@ class TailorModel(nn.Module):
 
     def load_heads(self, path) -> None:
         self.heads.load_state_dict(load_file(str(path)))
+
+
+def chunked_nll(hidden: Tensor, head: nn.Module, targets: Tensor) -> Tensor:
+    """sum of -log softmax(head(hidden))[target], (N, C) -> (); LOGIT_BUDGET values of logits at a time."""
+    rows = max(1, LOGIT_BUDGET // max(head.weight.shape[0], 1))
+    if len(targets) <= rows:
+        return _nll(hidden, targets, head)
+    total = hidden.new_zeros((), dtype=torch.float32)
+    for i in range(0, len(targets), rows):
+        h, t = hidden[i : i + rows], targets[i : i + rows]
+        # under autograd, keep only this chunk's inputs; its logits are made again in the backward pass
+        part = checkpoint(_nll, h, t, head, use_reentrant=False) if torch.is_grad_enabled() else _nll(h, t, head)
+        total = total + part
+    return total
+
+
+def _nll(hidden: Tensor, targets: Tensor, head: nn.Module) -> Tensor:
+    return F.cross_entropy(head(hidden).float(), targets, reduction="sum")

@@ -20,7 +20,6 @@ from tailor.tasks.chat_format import (
     conversation_key,
     to_messages,
 )
-from tailor.tasks.lm import token_nll
 
 
 def trained_mask(r: Rendered, messages: list[dict], loss_on: str) -> list[bool]:
@@ -152,8 +151,7 @@ class ChatTask:
         return {}
 
     def loss(self, model: Any, batch: dict[str, Tensor]) -> Tensor:
-        logits = model.logits(batch["input_ids"], batch["attention_mask"])
-        nll, n = token_nll(logits, batch["input_ids"], batch["labels"], batch["attention_mask"])
+        nll, n = model.next_token_nll(batch["input_ids"], batch["attention_mask"], batch["labels"])
         return nll / n.clamp(min=1)
 
     def generate_replies(self, model: Any, prompts: list[list[int]]) -> list[str]:

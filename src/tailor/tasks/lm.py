@@ -7,21 +7,12 @@ from typing import Any
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import Tensor
 
 from tailor.config import RunConfig, TaskConfig
-from tailor.data.batching import IGNORE, Encoded, from_examples, pack
+from tailor.data.batching import Encoded, from_examples, pack
 from tailor.data.check import FieldSpec, Schema
 from tailor.evaluate.metrics import perplexity
-
-
-def token_nll(logits: Tensor, input_ids: Tensor, labels: Tensor | None, mask: Tensor) -> tuple[Tensor, Tensor]:
-    """Summed next-token negative log-likelihood and the number of scored tokens."""
-    targets = (labels if labels is not None else input_ids.masked_fill(mask == 0, IGNORE))[:, 1:]
-    logits = logits[:, :-1].float()  # (B, T-1, V)
-    nll = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), targets.reshape(-1), ignore_index=IGNORE, reduction="sum")
-    return nll, (targets != IGNORE).sum()
 
 
 class LanguageModelling:
@@ -56,14 +47,12 @@ class LanguageModelling:
         return {}
 
     def loss(self, model: Any, batch: dict[str, Tensor]) -> Tensor:
-        logits = model.logits(batch["input_ids"], batch["attention_mask"])
-        nll, n = token_nll(logits, batch["input_ids"], batch.get("labels"), batch["attention_mask"])
+        nll, n = model.next_token_nll(batch["input_ids"], batch["attention_mask"], batch.get("labels"))
         return nll / n.clamp(min=1)
 
     @torch.no_grad()
     def predict(self, model: Any, batch: dict[str, Tensor]) -> list:
-        logits = model.logits(batch["input_ids"], batch["attention_mask"])
-        nll, n = token_nll(logits, batch["input_ids"], batch.get("labels"), batch["attention_mask"])
+        nll, n = model.next_token_nll(batch["input_ids"], batch["attention_mask"], batch.get("labels"))
         return [(float(nll), int(n))]
 
     zero_shot = predict
