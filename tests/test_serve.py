@@ -318,6 +318,7 @@ def test_answer_gives_a_span_of_the_context_with_its_offsets(qa_run, root, gpt2)
             post(url, "/v1/answer", {"question": q, "context": context}).json() for q in questions
         ]
         chat = post(url, "/v1/chat/completions", {"messages": [{"role": "user", "content": "hi"}]})
+        empty = post(url, "/v1/answer", {"question": questions[0], "context": ""}).json()
     for g, e in zip(got, expected, strict=True):
         assert g["answer"] == e.text and math.isclose(g["score"], e.score, rel_tol=1e-5)
         if g["answer"]:
@@ -327,6 +328,7 @@ def test_answer_gives_a_span_of_the_context_with_its_offsets(qa_run, root, gpt2)
                 == context[e.start : e.start + len(e.text)]
             )
     assert chat.status_code == 404 and "/v1/answer" in chat.json()["error"]["message"]
+    assert (empty["answer"], empty["start"], empty["end"]) == ("", None, None)
 
     records = [
         {

@@ -344,8 +344,8 @@ class _RowStreams(BaseStreamer):
             kept = self.limits.length[i]
             if kept is None or len(self.ids[i]) < kept:
                 self.ids[i].append(token)
-                if self.text[i] is not None:
-                    self.text[i].put(torch.tensor([token]))
+                if (stream := self.text[i]) is not None:
+                    stream.put(torch.tensor([token]))
             if kept is not None and len(self.ids[i]) >= kept:
                 self._end(i)
 
@@ -359,10 +359,10 @@ class _RowStreams(BaseStreamer):
         kept = self.limits.length[i]
         if kept is not None:
             del self.ids[i][kept:]
-        if self.text[i] is not None:
-            self.text[i].end()
-        if self.rows[i].on_end is not None:
-            self.rows[i].on_end(self.ids[i])
+        if (stream := self.text[i]) is not None:
+            stream.end()
+        if (on_end := self.rows[i].on_end) is not None:
+            on_end(self.ids[i])
 
 
 class _StopAwareStreamer(BaseStreamer):

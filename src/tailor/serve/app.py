@@ -10,9 +10,10 @@ event loop stays free for other clients while a batch runs.
 from __future__ import annotations
 
 import secrets
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from pathlib import Path
+from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -113,9 +114,9 @@ def _add_error_handlers(app: FastAPI, service: Service) -> None:
                 f"{', '.join(service.endpoints)}"
             )
             return await api_error(request, APIError(404, message, code="unsupported_endpoint"))
-        message = {404: f"no endpoint {path}", 405: f"{request.method} is not allowed on {path}"}
+        messages = {404: f"no endpoint {path}", 405: f"{request.method} is not allowed on {path}"}
         return await api_error(
-            request, APIError(e.status_code, message.get(e.status_code, str(e.detail)))
+            request, APIError(e.status_code, messages.get(e.status_code, str(e.detail)))
         )
 
     @app.exception_handler(Exception)
@@ -147,7 +148,7 @@ class _KeyCheck:
         await self.app(scope, receive, send)
 
 
-def _route_path(scope: dict) -> str:
+def _route_path(scope: Mapping[str, Any]) -> str:
     """The path inside this app (without the prefix it is mounted under)."""
     path, root = scope["path"], scope.get("root_path", "")
     return path[len(root) :] if root and path.startswith(root) else path

@@ -9,6 +9,7 @@ pieces are trimmed the same way, so they add up to the non-streamed reply).
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import AsyncIterator, Callable
 from functools import partial
 
@@ -263,7 +264,11 @@ def _answer(service: Service) -> Callable:
             record = {"question": body.question, "context": body.context, "answers": {"text": []}}
             ids = _chat_prompt(service, qa.messages_of(record)[:-1])
             job = service.generation(
-                Sampling(), [ids], qa.max_new_tokens, _end_marker(service), param="context"
+                Sampling.model_validate({}),
+                [ids],
+                qa.max_new_tokens,
+                _end_marker(service),
+                param="context",
             )
             choices = await result(request, service, job)
             if isinstance(choices, Response):
@@ -284,7 +289,9 @@ def _answer(service: Service) -> Callable:
         return {
             **head,
             "answer": found.text,
-            "score": found.score,
+            "score": found.score
+            if math.isfinite(found.score)
+            else None,  # an empty context has no span
             "start": start,
             "end": None if start is None else start + len(found.text),
         }

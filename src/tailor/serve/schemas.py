@@ -151,9 +151,11 @@ class AnswerRequest(_Request):
     context: str
 
 
-def validation_error(errors: list[dict]) -> APIError:
+def validation_error(errors: list[Any]) -> APIError:
     """The first problem pydantic (or FastAPI's JSON parsing) found, as a 400 naming the field."""
-    e = errors[0] if errors else {"type": "", "loc": (), "msg": "invalid request"}
+    e: dict[str, Any] = (
+        dict(errors[0]) if errors else {"type": "", "loc": (), "msg": "invalid request"}
+    )
     if e["type"] == "json_invalid":
         detail = (e.get("ctx") or {}).get("error", "")
         return APIError(400, f"the request body is not valid JSON ({detail})".replace(" ()", ""))

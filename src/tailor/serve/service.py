@@ -6,6 +6,7 @@ import asyncio
 import copy
 import time
 from dataclasses import dataclass
+from typing import Any
 
 from fastapi import Request
 from fastapi.responses import Response
@@ -56,7 +57,7 @@ class Service:
             run.tok
         )  # the worker tokenises with run.tok; a tokenizer is not thread-safe
         self.template = ChatTemplate(self.tok, run.template.template)
-        self.context = context_length(run.model.backbone)
+        self.context = context_length(run.model.backbone)  # type: ignore[arg-type]
         self.batcher = Batcher(
             handlers(run, settings.max_batch),
             settings.max_batch,
@@ -142,7 +143,7 @@ def serve_kinds(task) -> list[str]:
     return ["generate"]
 
 
-async def result(request: Request, service: Service, job: Job) -> object | Response:
+async def result(request: Request, service: Service, job: Job) -> Any:
     """The job's result; if the client goes away first, the job is cancelled (its slot freed)."""
     while True:
         done, _ = await asyncio.wait({job.future}, timeout=0.25)
