@@ -7,9 +7,12 @@ Each run is served twice by the real command (`tailor serve RUN --max-batch 1`, 
 in its own process on a free loopback port, and driven by `--clients` concurrent clients sending
 `--requests` requests in all (after a few warm-up requests): /v1/classify with one review each for a
 classification or regression run, /v1/chat/completions (greedy, `--max-tokens`) for a chat or LM run.
-Latency is measured by the client, from sending a request to its full answer. Both settings must
-give the same answers (checked: greedy replies, labels). The machine's load average is printed
+Latency is measured by the client, from sending a request to its full answer. The two settings'
+answers (greedy replies, labels) are compared and the output says whether they were the same. The
+machine's load average is printed
 before and after: on a shared CPU absolute numbers are noise, the ratio batched / unbatched is the result.
+On a CPU that other jobs keep busy, give the server fewer threads than cores (`--threads 1` on 2 cores):
+oversubscribed OpenMP threads slow token-by-token generation down by an order of magnitude or more.
 """
 
 from __future__ import annotations
@@ -36,7 +39,9 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def start_server(run: Path, max_batch: int, max_queue: int) -> tuple[subprocess.Popen, str]:
+def start_server(
+    run: Path, max_batch: int, max_queue: int, threads: int | None
+) -> tuple[subprocess.Popen, str]:
     """`tailor serve` in its own process; returns it and its base URL once /health answers."""
     port = free_port()
     proc = subprocess.Popen(
@@ -56,6 +61,7 @@ def start_server(run: Path, max_batch: int, max_queue: int) -> tuple[subprocess.
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+        env={**os.environ, **({"OMP_NUM_THREADS": str(threads)} if threads else {})},
     )
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 300
@@ -130,7 +136,7 @@ async def drive(url: str, path: str, bodies: list[dict], clients: int) -> dict:
 
 
 def measure(run: Path, max_batch: int, args: argparse.Namespace) -> dict:
-    proc, url = start_server(run, max_batch, args.max_queue)
+    proc, url = start_server(run, max_batch, args.max_queue, args.threads)
     try:
         task = httpx.get(f"{url}/health").json()["task"]
         path, bodies = requests_for(task, args.warmup + args.requests, args.max_tokens)
@@ -201,11 +207,14 @@ def main() -> None:
     parser.add_argument(
         "--max-tokens", type=int, default=32, help="max_tokens of each chat request"
     )
+    parser.add_argument(
+        "--threads", type=int, help="the server's OMP_NUM_THREADS (default: as this shell has it)"
+    )
     parser.add_argument("--json", type=Path, help="also write the rows here")
     args = parser.parse_args()
     print(
         f"load average (1, 5, 15 min) before: {load_average()}; {os.cpu_count()} CPUs; "
-        f"OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS', 'unset')}"
+        f"server OMP_NUM_THREADS={args.threads or os.environ.get('OMP_NUM_THREADS', 'unset')}"
     )
     rows = []
     for run in args.runs:
