@@ -8,10 +8,12 @@ from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from tailor.generate import (
     GenerationSettings,
+    Row,
     _StopAwareStreamer,
     cut_at_stop,
     generate_batch,
     generate_ids,
+    generate_rows,
     generate_text,
 )
 
@@ -231,3 +233,43 @@ def test_settings_are_checked():
     with pytest.raises(ValueError, match="stop strings must not be empty"):
         GenerationSettings(stop=("",))
     assert GenerationSettings(stop="\n").stop == ("\n",)
+
+
+def test_rows_of_one_batch_each_end_on_their_own(lm):
+    """generate_rows: per-row limits, stop strings and streams in one batch; each row as if alone."""
+    model, tok = lm
+    ids = encode(tok, PROMPTS)
+    full = generate_text(model, tok, PROMPTS[3], GenerationSettings(max_new_tokens=12))
+    stop = full[len(full) // 2 : len(full) // 2 + 2]
+    limits = [(3, ()), (12, ()), (8, ()), (12, (stop,))]
+    alone = [
+        generate_ids(model, tok, [p], GenerationSettings(max_new_tokens=m, stop=s))[0]
+        for p, (m, s) in zip(ids, limits, strict=True)
+    ]
+    steps, ended, pieces = [], {}, [[] for _ in ids]
+    hook = model.register_forward_pre_hook(lambda *_: steps.append(1))
+    rows = [
+        Row(
+            p,
+            m,
+            s,
+            on_text=pieces[i].append,
+            on_end=lambda new, i=i: ended.setdefault(i, (list(new), len(steps))),
+        )
+        for i, (p, (m, s)) in enumerate(zip(ids, limits, strict=True))
+    ]
+    try:
+        got = generate_rows(model, tok, rows, GenerationSettings())
+        assert got == alone
+        assert {i: new for i, (new, _) in ended.items()} == dict(enumerate(alone))
+        assert [len(new) for new in alone[:3]] == [3, 12, 8] and len(alone[3]) < 12  # stop cut it
+        assert ended[0][1] < ended[2][1] < ended[1][1]  # each row reported when it ended
+        for text, new, (_, s) in zip(pieces, alone, limits, strict=True):
+            assert "".join(text) == cut_at_stop(tok.decode(new, skip_special_tokens=True), s)
+        steps.clear()
+        gone = Row(ids[0], 12, cancelled=lambda: len(steps) >= 3)
+        assert len(generate_rows(model, tok, [gone, Row(ids[1], 12)], GenerationSettings())[0]) <= 3
+    finally:
+        hook.remove()
+    with pytest.raises(ValueError, match="do not fit the model's context"):
+        generate_rows(model, tok, [Row(ids[0], 1000)], GenerationSettings())

@@ -327,6 +327,42 @@ def answer(
 
 @app.command()
 @user_errors
+def serve(
+    run: Annotated[Path, typer.Argument(help="a run directory (or any model directory)")],
+    host: Annotated[str, typer.Option(help="address to listen on; 127.0.0.1 = this machine only")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="port to listen on")] = 8000,
+    api_key: Annotated[str | None, typer.Option(envvar="TAILOR_API_KEY", help="clients must send "
+                                                "'Authorization: Bearer KEY'")] = None,
+    max_batch: Annotated[int, typer.Option(min=1, help="most rows in one forward pass; 1 = no batching")] = 8,
+    max_queue: Annotated[int, typer.Option(min=1, help="most waiting requests; more get 503")] = 64,
+    task: TaskName = None,
+) -> None:
+    """Serve a run over HTTP: OpenAI's /v1/chat/completions and /v1/completions, /v1/classify, /v1/answer."""
+    import socket
+
+    import uvicorn
+
+    from tailor.serve import ServeSettings, create_app
+
+    sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn: a restart need not wait out TIME_WAIT
+    try:
+        sock.bind((host, port))
+    except OSError as e:
+        err.print(f"[red]error:[/] cannot listen on {host}:{port}: {e.strerror}; pick another --port", highlight=False)
+        raise typer.Exit(2) from None
+    web = create_app(run, ServeSettings(api_key=api_key, max_batch=max_batch, max_queue=max_queue), task=task)
+    service = web.state.service
+    if host not in ("127.0.0.1", "localhost", "::1") and not api_key:
+        err.print(f"[yellow]warning[/] listening on {host} without --api-key: anyone who reaches it can use the model",
+                  highlight=False)
+    console.print(f"serving [bold]{run}[/] (task {service.task}) as model {service.name!r} on "
+                  f"http://{host}:{sock.getsockname()[1]}: {', '.join(service.endpoints)}", highlight=False)
+    uvicorn.Server(uvicorn.Config(web, log_level="warning")).run(sockets=[sock])
+
+
+@app.command()
+@user_errors
 def compare(
     run: Annotated[Path, typer.Argument(help="a finished run directory")],
     other: Annotated[Path | None, typer.Argument(help="a second run: fine-tuned vs fine-tuned on the same split")] = None,

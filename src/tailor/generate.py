@@ -6,7 +6,7 @@ from __future__ import annotations
 import warnings
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 from transformers import GenerationConfig, StoppingCriteria, StoppingCriteriaList
@@ -103,22 +103,61 @@ def generate_ids(
     """
     if streamer is not None and len(prompts) != 1:
         raise ValueError("streaming needs exactly one prompt")
-    bos = tokenizer.bos_token_id if tokenizer.bos_token_id is not None else tokenizer.eos_token_id
-    if bos is not None:  # an empty prompt starts from bos
-        prompts = [list(p) or [bos] for p in prompts]
-    prompts, max_new = _fit_context(prompts, settings.max_new_tokens, context_length(model))
+    prompts, max_new = _fit_context(
+        _start_ids(tokenizer, prompts), settings.max_new_tokens, context_length(model)
+    )
     config = _generation_config(model, tokenizer, settings, max_new)
     order = sorted(range(len(prompts)), key=lambda i: len(prompts[i]))
     out: list[list[int]] = [[] for _ in prompts]
     with _eval_mode(model), _seeded(settings.seed, model):
         for start in range(0, len(order), batch_size):
             rows = order[start : start + batch_size]
-            new = _generate(
-                model, tokenizer, [prompts[i] for i in rows], config, settings.stop, streamer
-            )
+            batch = [Row(prompts[i], max_new, settings.stop) for i in rows]
+            new = _generate(model, tokenizer, batch, config, streamer)
             for i, ids in zip(rows, new, strict=True):
                 out[i] = ids
     return out
+
+
+@dataclass
+class Row:
+    """One prompt of a batch generated together (generate_rows), with its own limits and callbacks."""
+
+    ids: list[int]
+    max_new_tokens: int
+    stop: tuple[str, ...] = ()
+    on_text: Callable[[str], None] | None = None
+    """Pieces of the new text as they come, as generate_text's on_text."""
+    on_end: Callable[[list[int]], None] | None = None
+    """Called with the row's new ids as soon as the row ends, while other rows may go on."""
+    cancelled: Callable[[], bool] = field(default=lambda: False)
+    """Checked every step; True ends the row (e.g. its client went away)."""
+
+
+def generate_rows(
+    model, tokenizer, rows: Sequence[Row], settings: GenerationSettings
+) -> list[list[int]]:
+    """The new ids per row (up to and without eos), all rows in one left-padded batch.
+
+    `settings` gives the sampling (its max_new_tokens and stop are ignored: each row has its own).
+    Nothing is cut to fit: a row whose prompt and max_new_tokens exceed the model's context is a
+    ValueError. Greedy rows give what generate_ids gives for each alone.
+    """
+    context = context_length(model)
+    starts = _start_ids(tokenizer, [r.ids for r in rows])
+    rows = [Row(**{**vars(r), "ids": ids}) for r, ids in zip(rows, starts, strict=True)]
+    for r in rows:
+        if not r.ids or r.max_new_tokens < 1 or len(r.ids) + r.max_new_tokens > context:
+            raise ValueError(
+                f"a prompt of {len(r.ids)} tokens and max_new_tokens={r.max_new_tokens} "
+                f"do not fit the model's context of {context} tokens"
+            )
+    config = _generation_config(model, tokenizer, settings, max(r.max_new_tokens for r in rows))
+    limits = _RowLimits(tokenizer, rows, _eos_ids(config))
+    with _eval_mode(model), _seeded(settings.seed, model):
+        return _generate(
+            model, tokenizer, rows, config, _RowStreams(tokenizer, rows, limits), limits
+        )
 
 
 def cut_at_stop(text: str, stop: Sequence[str]) -> str:
@@ -130,35 +169,36 @@ def cut_at_stop(text: str, stop: Sequence[str]) -> str:
 # ---------------------------------------------------------------- internals
 
 
+def _start_ids(tokenizer, prompts: Sequence[Sequence[int]]) -> list[list[int]]:
+    """The prompts as lists; an empty prompt starts from bos (or eos)."""
+    bos = tokenizer.bos_token_id if tokenizer.bos_token_id is not None else tokenizer.eos_token_id
+    return [list(p) or ([bos] if bos is not None else []) for p in prompts]
+
+
+def _eos_ids(config: GenerationConfig) -> set[int]:
+    eos = config.eos_token_id
+    return set(eos) if isinstance(eos, list) else {eos}
+
+
 def _generate(
-    model, tokenizer, prompts, config: GenerationConfig, stop, streamer
+    model, tokenizer, rows: list[Row], config: GenerationConfig, streamer, limits=None
 ) -> list[list[int]]:
-    """One left-padded batch through `model.generate`; new ids per row, cut at eos."""
-    width = max(len(p) for p in prompts)
+    """One left-padded batch through `model.generate`; new ids per row, each cut where it ended."""
+    limits = limits or _RowLimits(tokenizer, rows, _eos_ids(config))
+    prompts, width = [r.ids for r in rows], limits.width
     input_ids = torch.full((len(prompts), width), config.pad_token_id, dtype=torch.long)  # (B, T)
     attention_mask = torch.zeros((len(prompts), width), dtype=torch.long)  # (B, T)
     for row, ids in enumerate(prompts):  # left padding: every prompt ends where generation starts
         input_ids[row, width - len(ids) :] = torch.tensor(ids, dtype=torch.long)
         attention_mask[row, width - len(ids) :] = 1
-    criteria = StoppingCriteriaList([_StopStrings(tokenizer, stop, width)]) if stop else None
     out = model.generate(
         input_ids=input_ids.to(model.device),
         attention_mask=attention_mask.to(model.device),
         generation_config=config,
-        stopping_criteria=criteria,
+        stopping_criteria=StoppingCriteriaList([limits]),
         streamer=streamer,
     )  # (B, T + new)
-    eos = (
-        set(config.eos_token_id) if isinstance(config.eos_token_id, list) else {config.eos_token_id}
-    )
-    result = []
-    for row in out[:, width:].tolist():
-        end = next((j for j, t in enumerate(row) if t in eos), len(row))
-        row = row[:end]
-        while row and row[-1] == config.pad_token_id:  # rows stopped by a stop string are padded
-            row.pop()
-        result.append(row)
-    return result
+    return [row[:n] for row, n in zip(out[:, width:].tolist(), limits.length, strict=True)]
 
 
 def _generation_config(
@@ -241,19 +281,88 @@ def _seeded(seed: int | None, model) -> Iterator[None]:
         yield
 
 
-class _StopStrings(StoppingCriteria):
-    """Finish a row once a stop string appears in its new text."""
+class _RowLimits(StoppingCriteria):
+    """End each row at eos, at its max_new_tokens, at one of its stop strings, or when cancelled.
 
-    def __init__(self, tokenizer, stop: Sequence[str], prompt_width: int):
-        self.tokenizer, self.stop, self.prompt_width = tokenizer, tuple(stop), prompt_width
-        # a stop string of n characters (at most 4n bytes) spans at most 4n + 2 tokens
-        self.window = 4 * max(len(s) for s in self.stop) + 4
+    `length[i]` is set once row i ends: how many new tokens it keeps (eos is not kept).
+    """
+
+    def __init__(self, tokenizer, rows: Sequence[Row], eos: set[int]):
+        self.tokenizer, self.rows, self.eos = tokenizer, rows, eos
+        self.width = max(len(r.ids) for r in rows)  # the prompts' width, left-padded
+        self.length: list[int | None] = [None] * len(rows)
 
     def __call__(self, input_ids: torch.LongTensor, scores, **kwargs) -> torch.Tensor:  # (B,) bool
-        start = max(self.prompt_width, input_ids.shape[1] - self.window)
-        texts = self.tokenizer.batch_decode(input_ids[:, start:], skip_special_tokens=True)
-        hits = [any(s in t for s in self.stop) for t in texts]
-        return torch.tensor(hits, dtype=torch.bool, device=input_ids.device)
+        n = input_ids.shape[1] - self.width
+        last = input_ids[:, -1].tolist()
+        for i, row in enumerate(self.rows):
+            if self.length[i] is not None:
+                continue
+            if last[i] in self.eos:
+                self.length[i] = n - 1
+            elif n >= row.max_new_tokens or row.cancelled() or self._stopped(row, input_ids[i]):
+                self.length[i] = n
+        return torch.tensor([x is not None for x in self.length], device=input_ids.device)
+
+    def _stopped(self, row: Row, ids: torch.Tensor) -> bool:
+        if not row.stop:
+            return False
+        # a stop string of n characters (at most 4n bytes) spans at most 4n + 2 tokens
+        window = 4 * max(len(s) for s in row.stop) + 4
+        start = max(self.width, len(ids) - window)
+        return any(
+            s in self.tokenizer.decode(ids[start:], skip_special_tokens=True) for s in row.stop
+        )
+
+
+class _RowStreams(BaseStreamer):
+    """Collect each row's new ids, pass its text on (as _StopAwareStreamer), report its end at once."""
+
+    def __init__(self, tokenizer, rows: Sequence[Row], limits: _RowLimits):
+        self.rows, self.limits = rows, limits
+        self.text = [
+            _StopAwareStreamer(tokenizer, r.stop, r.on_text) if r.on_text else None for r in rows
+        ]
+        self.ids: list[list[int]] = [[] for _ in rows]
+        self.ended = [False] * len(rows)
+        self.prompt_seen = False
+
+    def put(self, value: torch.Tensor) -> None:
+        if (
+            not self.prompt_seen
+        ):  # generate() first puts the prompts: each text stream skips its own
+            self.prompt_seen = True
+            for stream, prompt in zip(self.text, value, strict=True):
+                if stream is not None:
+                    stream.put(prompt)
+            return
+        # a step's tokens come before or after the criteria saw them (transformers versions differ):
+        # a row keeps tokens up to its length and ends once it has them
+        for i, token in enumerate(value.reshape(-1).tolist()):
+            if self.ended[i]:
+                continue
+            kept = self.limits.length[i]
+            if kept is None or len(self.ids[i]) < kept:
+                self.ids[i].append(token)
+                if (stream := self.text[i]) is not None:
+                    stream.put(torch.tensor([token]))
+            if kept is not None and len(self.ids[i]) >= kept:
+                self._end(i)
+
+    def end(self) -> None:
+        for i in range(len(self.rows)):
+            if not self.ended[i]:
+                self._end(i)
+
+    def _end(self, i: int) -> None:
+        self.ended[i] = True
+        kept = self.limits.length[i]
+        if kept is not None:
+            del self.ids[i][kept:]
+        if (stream := self.text[i]) is not None:
+            stream.end()
+        if (on_end := self.rows[i].on_end) is not None:
+            on_end(self.ids[i])
 
 
 class _StopAwareStreamer(BaseStreamer):

@@ -1,4 +1,5 @@
-"""Using a finished run: multi-turn chat with the run's template, answers from an extractive QA run."""
+"""Using a finished run: multi-turn chat with the run's template, answers from an extractive QA run,
+labels with probabilities from a classification run."""
 
 from __future__ import annotations
 
@@ -34,6 +35,17 @@ class Loaded:
 class Answer:
     text: str  # an exact substring of the context ("" = the context does not answer it)
     score: float
+    start: int = -1  # its first character in the context (-1: no answer, or a generated one)
+
+
+@dataclass
+class Prediction:
+    """One text's prediction: a label and each label's probability, or a regression value."""
+
+    label: str | None = None
+    probabilities: dict[str, float] | None = None
+    value: float | None = None
+    truncated: bool = False  # the text was cut to fit the run's max_length, as in training
 
 
 def open_run(path: str | Path, task: str | None = None) -> Loaded:
@@ -123,13 +135,55 @@ def answer(run: Loaded | str | Path, context: str, question: str, batch_size: in
     if not hasattr(qa, "best_answers"):  # generative QA: a chat reply to the same prompt
         messages = qa.messages_of(record)[:-1]
         return Answer(chat_reply(run, messages, GenerationSettings(max_new_tokens=qa.max_new_tokens)), 0.0)
-    enc = qa.encode_split([record], run.tok, run.max_length)
-    candidates: list = []
-    for start in range(0, len(enc), batch_size):
-        batch = collate(enc, np.arange(start, min(start + batch_size, len(enc))), run.tok.pad_token_id)
-        candidates += qa.predict(run.model, batch)
-    text, score = next(iter(qa.best_answers(candidates).values()))
-    return Answer(text, score)
+    return extract_answers(run, [(context, question)], batch_size)[0]
+
+
+def extract_answers(run: Loaded, pairs: list[tuple[str, str]], batch_size: int = 16) -> list[Answer]:
+    """An extractive QA run's answers to (context, question) pairs, the windows of all of them batched."""
+    qa = run.task
+    records = [{"question": q, "context": c, "answers": {"text": [], "answer_start": []}} for c, q in pairs]
+    qa.clear()  # record ids count from 0 again
+    try:
+        candidates: list = []
+        for batch in _batches(run, qa.encode_split(records, run.tok, run.max_length), batch_size):
+            candidates += qa.predict(run.model, batch)
+        spans = qa.best_spans(candidates)
+    finally:
+        qa.clear()
+    return [Answer(*spans[i]) for i in range(len(records))]
+
+
+def classify(run: Loaded | str | Path, inputs: list[str | dict], batch_size: int = 16,
+             task: str | None = None) -> list[Prediction]:
+    """Predictions of a classification or regression run for texts (or {"text", "text_pair"} dicts)."""
+    run = _opened(run, task)
+    kind = getattr(run.task, "type", None)
+    if kind not in ("classification", "regression"):
+        raise ValueError("this run is not a classification or regression run (task.type classification / regression)")
+    placeholder = run.task.labels[0] if kind == "classification" else 0.0  # encoding needs a label; unused
+    records = [{"text": x, "label": placeholder} if isinstance(x, str) else {**x, "label": placeholder}
+               for x in inputs]
+    data = run.task.encode_split(records, run.tok, run.max_length)
+    getattr(run.task, "encode_problems", list)()  # drained (none: every label is a known one)
+    out: list[Prediction] = []
+    for batch in _batches(run, data, batch_size):
+        if kind == "regression":
+            out += [Prediction(value=float(v)) for v in run.task.predict(run.model, batch)]
+            continue
+        for p in run.task.probabilities(run.model, batch).tolist():
+            best = max(range(len(p)), key=p.__getitem__)
+            out.append(Prediction(run.task.labels[best], dict(zip(run.task.labels, p, strict=True))))
+    for prediction, length in zip(out, data.fields["full_length"], strict=True):
+        prediction.truncated = bool(length > run.max_length)
+    return out
+
+
+def _batches(run: Loaded, data: Any, batch_size: int) -> Iterator[dict]:
+    """Batches of `data` in order, on the model's device."""
+    device = next(run.model.parameters()).device
+    for start in range(0, len(data), batch_size):
+        batch = collate(data, np.arange(start, min(start + batch_size, len(data))), run.tok.pad_token_id)
+        yield {k: v.to(device) for k, v in batch.items()}
 
 
 def _write(out: TextIO, text: str) -> None:

@@ -187,12 +187,20 @@ class Classification:
         logits = model.heads[self.name](model.pooled(batch["input_ids"], batch["attention_mask"]))  # (B, K)
         return F.cross_entropy(logits.float(), batch["label"], weight=weights, label_smoothing=self.cfg.label_smoothing)
 
+    def _scores(self, model: Any, batch: dict[str, Tensor]) -> Tensor:
+        """Per label, (B, K): the head's logits, or the label words' log-likelihoods (generative)."""
+        if self.method == "generative":
+            return self.label_scores(model, batch)
+        return model.heads[self.name](model.pooled(batch["input_ids"], batch["attention_mask"]))
+
     @torch.no_grad()
     def predict(self, model: Any, batch: dict[str, Tensor]) -> list:
-        if self.method == "generative":
-            return self.label_scores(model, batch).argmax(1).tolist()
-        logits = model.heads[self.name](model.pooled(batch["input_ids"], batch["attention_mask"]))
-        return logits.argmax(1).tolist()
+        return self._scores(model, batch).argmax(1).tolist()
+
+    @torch.no_grad()
+    def probabilities(self, model: Any, batch: dict[str, Tensor]) -> Tensor:
+        """Each label's probability, (B, K): the softmax of predict's scores (generative: among the labels)."""
+        return self._scores(model, batch).float().softmax(-1)
 
     def label_scores(self, model: Any, batch: dict[str, Tensor], prefix: Tensor | None = None) -> Tensor:
         """Log-likelihood of each label word after each prompt, (B, K)."""

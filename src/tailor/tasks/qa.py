@@ -195,7 +195,7 @@ class ExtractiveQA:
 
     @torch.no_grad()
     def _candidates(self, model: Any, batch: dict[str, Tensor], kind: str) -> list:
-        """Per window: (kind, rid, span score, answer text, no-answer score)."""
+        """Per window: (kind, rid, span score, answer text, no-answer score, answer's character start)."""
         start, end = self._logits(model, batch)
         out = []
         for b in range(start.shape[0]):
@@ -203,19 +203,20 @@ class ExtractiveQA:
             rid, fid = int(batch["rid"][b]), int(batch["fid"][b])
             null_score = float(start[b, null] + end[b, null])
             if null == a:  # an empty context
-                out.append((kind, rid, float("-inf"), "", null_score))
+                out.append((kind, rid, float("-inf"), "", null_score, -1))
                 continue
             score, i, j = best_span(start[b, a:null], end[b, a:null])
-            out.append((kind, rid, score, self._text(rid, fid, i, j), null_score))
+            text, char_start = self._span(rid, fid, i, j)
+            out.append((kind, rid, score, text, null_score, char_start))
         return out
 
-    def _text(self, rid: int, fid: int, i: int, j: int) -> str:
-        """The context characters of window tokens i..j: always an exact substring of the context."""
+    def _span(self, rid: int, fid: int, i: int, j: int) -> tuple[str, int]:
+        """The context characters of window tokens i..j (always an exact substring of the context), their start."""
         offsets, context = self.offsets[fid], self.contexts[rid]
         a, b = int(offsets[i][0]), int(offsets[j][1])
         while a < b and context[a].isspace():
             a += 1
-        return context[a:b].rstrip()
+        return context[a:b].rstrip(), a
 
     def predict(self, model: Any, batch: dict[str, Tensor]) -> list:
         return self._candidates(model, batch, "fine_tuned")
@@ -229,16 +230,24 @@ class ExtractiveQA:
 
     def best_answers(self, candidates: list) -> dict[int, tuple[str, float]]:
         """Per record: the best span over its windows, or "" when no-answer scores higher (if allowed)."""
-        best: dict[int, tuple[float, str]] = {}
+        return {rid: (text, score) for rid, (text, score, _) in self.best_spans(candidates).items()}
+
+    def best_spans(self, candidates: list) -> dict[int, tuple[str, float, int]]:
+        """best_answers with each answer's character start in the context (-1 for no answer)."""
+        best: dict[int, tuple[float, str, int]] = {}
         null: dict[int, float] = {}
-        for _, rid, score, text, null_score in candidates:
+        for _, rid, score, text, null_score, *rest in candidates:  # runs saved before offsets have no start
             if rid not in best or score > best[rid][0]:
-                best[rid] = (score, text)
+                best[rid] = (score, text, rest[0] if rest and text else -1)
             null[rid] = min(null.get(rid, float("inf")), null_score)
         out = {}
-        for rid, (score, text) in best.items():
-            out[rid] = ("", null[rid]) if self.allow_null and null[rid] > score else (text, score)
+        for rid, (score, text, start) in best.items():
+            out[rid] = ("", null[rid], -1) if self.allow_null and null[rid] > score else (text, score, start)
         return out
+
+    def clear(self) -> None:
+        """Forget the records encoded so far (a server encodes new ones for every request)."""
+        self.contexts, self.questions, self.answers, self.offsets, self.problems = [], [], [], [], []
 
     def metrics(self, predictions: list, references: list) -> dict[str, float]:
         answers = self.best_answers(predictions)
