@@ -109,3 +109,29 @@ def test_memory_settings_train_end_to_end(setting, tmp_path, tiny_model_dir):
     assert losses[-1] < losses[0]
     dtype = json.loads((run.path / "model" / "config.json").read_text()).get("dtype")
     assert (dtype == "bfloat16") == (setting == "train.weights=bf16")
+
+
+@pytest.mark.parametrize("arch", ["gpt2", "llama", "gpt_neox"])
+def test_packed_documents_neither_see_nor_train_on_each_other(arch, tiny_model_dir):
+    """Two documents packed in one row score exactly as each does alone: attention and positions restart
+    after the separator, and the second document's first token is not trained on the first's eos."""
+    from tailor.config import TaskConfig
+    from tailor.data.batching import collate, pack
+    from tailor.tasks.lm import LanguageModelling
+
+    model = TailorModel(AutoModelForCausalLM.from_pretrained(tiny_model_dir(arch))).eval()
+    eos = model.backbone.config.eos_token_id
+    g = torch.Generator().manual_seed(1)
+    a, b = (torch.randint(1, model.backbone.config.vocab_size, (n,), generator=g).numpy() for n in (9, 6))
+    task = LanguageModelling(TaskConfig(type="lm"))
+
+    def nll(docs, block):
+        data = pack(docs, block, eos)
+        batch = collate(data, torch.arange(len(data)).numpy(), pad_id=eos)
+        with torch.no_grad():
+            return task.predict(model, batch)[0]
+
+    together = nll([a, b], block=17)  # one row: a eos b eos
+    alone = [nll([d], block=len(d) + 1) for d in (a, b)]  # each in a row of its own
+    assert together[1] == alone[0][1] + alone[1][1] == 15  # b's first token is not predicted from a's eos
+    assert abs(together[0] - (alone[0][0] + alone[1][0])) < 1e-4 * together[0]  # b never sees a

@@ -83,7 +83,8 @@ def pack(docs: Iterable[np.ndarray], block: int, eos: int) -> Encoded:
     """Concatenate documents (each followed by eos) and cut into full blocks of `block` tokens.
 
     The last partial block is kept only if it is at least half full, so no padding is needed
-    for all but possibly one row.
+    for all but possibly one row. Each row's `separator` field is eos: `packed_inputs` restarts
+    positions and attention after it, so no document sees another.
     """
     stream = [np.append(np.asarray(d, dtype=np.int32), np.int32(eos)) for d in docs]
     flat = np.concatenate(stream) if stream else np.zeros(0, np.int32)
@@ -92,7 +93,24 @@ def pack(docs: Iterable[np.ndarray], block: int, eos: int) -> Encoded:
     cut = n_full * block + (rest if rest >= block // 2 else 0)
     flat = flat[:cut]
     offsets = np.append(np.arange(0, n_full + 1, dtype=np.int64) * block, [cut] if cut > n_full * block else [])
-    return Encoded(ids=flat, offsets=offsets.astype(np.int64))
+    offsets = offsets.astype(np.int64)
+    return Encoded(ids=flat, offsets=offsets, fields={"separator": np.full(len(offsets) - 1, eos, np.int64)})
+
+
+def packed_inputs(input_ids: torch.Tensor, separator: torch.Tensor, labels: torch.Tensor | None = None
+                  ) -> tuple[torch.Tensor, torch.Tensor]:
+    """Position ids that restart after each separator (and at each row's start), and labels that do not
+    train a document's first token on the one before it: packed documents stay apart.
+
+    input_ids (B, T), separator (B,) -> position_ids (B, T), labels (B, T). Given position ids and no
+    attention mask, transformers builds a block-diagonal causal mask from them.
+    """
+    idx = torch.arange(input_ids.shape[1], device=input_ids.device).expand_as(input_ids)  # (B, T)
+    starts = torch.zeros_like(input_ids, dtype=torch.bool)
+    starts[:, 1:] = input_ids[:, :-1] == separator[:, None]  # the first token of each later document
+    last_start = torch.cummax(torch.where(starts, idx, 0), dim=1).values
+    labels = (input_ids if labels is None else labels).masked_fill(starts, IGNORE)
+    return idx - last_start, labels
 
 
 def bucketed_order(lengths: np.ndarray, batch_size: int, seed: int, epoch: int, window: int = 64,

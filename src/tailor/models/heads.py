@@ -65,9 +65,13 @@ class TailorModel(nn.Module):
     def hidden_size(self) -> int:
         return self.backbone.get_input_embeddings().weight.shape[1]
 
-    def hidden(self, input_ids: Tensor, attention_mask: Tensor) -> Tensor:
-        """Last layer hidden states, (B, T, C)."""
-        out = transformer_of(self.backbone)(input_ids=input_ids, attention_mask=attention_mask, use_cache=False)
+    def hidden(self, input_ids: Tensor, attention_mask: Tensor, position_ids: Tensor | None = None) -> Tensor:
+        """Last layer hidden states, (B, T, C). With `position_ids` (packed documents, batching.packed_inputs)
+        the attention mask is built from them (block-diagonal); right padding needs no mask under causality."""
+        if position_ids is not None:
+            out = transformer_of(self.backbone)(input_ids=input_ids, position_ids=position_ids, use_cache=False)
+        else:
+            out = transformer_of(self.backbone)(input_ids=input_ids, attention_mask=attention_mask, use_cache=False)
         return out.last_hidden_state
 
     def pooled(self, input_ids: Tensor, attention_mask: Tensor) -> Tensor:
@@ -76,12 +80,14 @@ class TailorModel(nn.Module):
         last = attention_mask.sum(1).long() - 1
         return h[torch.arange(h.shape[0], device=h.device), last]
 
-    def logits(self, input_ids: Tensor, attention_mask: Tensor) -> Tensor:
+    def logits(self, input_ids: Tensor, attention_mask: Tensor, position_ids: Tensor | None = None) -> Tensor:
         """Next-token logits, (B, T, V)."""
+        if position_ids is not None:
+            return self.backbone(input_ids=input_ids, position_ids=position_ids, use_cache=False).logits
         return self.backbone(input_ids=input_ids, attention_mask=attention_mask, use_cache=False).logits
 
-    def next_token_nll(self, input_ids: Tensor, attention_mask: Tensor, labels: Tensor | None = None
-                       ) -> tuple[Tensor, Tensor]:
+    def next_token_nll(self, input_ids: Tensor, attention_mask: Tensor, labels: Tensor | None = None,
+                       position_ids: Tensor | None = None) -> tuple[Tensor, Tensor]:
         """Summed next-token negative log-likelihood over the trained positions, and their count.
 
         Trained positions are those whose label is not IGNORE (all real tokens without `labels`). The
@@ -91,11 +97,11 @@ class TailorModel(nn.Module):
         targets = (labels if labels is not None else input_ids.masked_fill(attention_mask == 0, IGNORE))[:, 1:]
         head = self.backbone.get_output_embeddings()
         if head is None or getattr(self.backbone.config, "model_type", None) not in PLAIN_LM_HEAD:
-            logits = self.logits(input_ids, attention_mask)[:, :-1].float()  # (B, T-1, V)
+            logits = self.logits(input_ids, attention_mask, position_ids)[:, :-1].float()  # (B, T-1, V)
             nll = F.cross_entropy(logits.transpose(1, 2), targets, ignore_index=IGNORE, reduction="sum")
             return nll, (targets != IGNORE).sum()
         keep = targets != IGNORE  # (B, T-1)
-        hidden = self.hidden(input_ids, attention_mask)[:, :-1][keep]  # (N, C)
+        hidden = self.hidden(input_ids, attention_mask, position_ids)[:, :-1][keep]  # (N, C)
         return chunked_nll(hidden, head, targets[keep]), keep.sum()
 
     def for_task(self, name: str) -> TailorModel:

@@ -10,7 +10,7 @@ import torch
 from torch import Tensor
 
 from tailor.config import RunConfig, TaskConfig
-from tailor.data.batching import Encoded, from_examples, pack
+from tailor.data.batching import IGNORE, Encoded, from_examples, pack, packed_inputs
 from tailor.data.check import FieldSpec, Schema
 from tailor.evaluate.metrics import perplexity
 
@@ -46,13 +46,20 @@ class LanguageModelling:
     def build_heads(self, hidden_size: int) -> dict:
         return {}
 
+    def _nll(self, model: Any, batch: dict[str, Tensor]) -> tuple[Tensor, Tensor]:
+        labels, positions = batch.get("labels"), None
+        if "separator" in batch:  # packed documents: each attends to, and is trained on, itself only
+            positions, labels = packed_inputs(batch["input_ids"], batch["separator"], labels)
+            labels = labels.masked_fill(batch["attention_mask"] == 0, IGNORE)
+        return model.next_token_nll(batch["input_ids"], batch["attention_mask"], labels, positions)
+
     def loss(self, model: Any, batch: dict[str, Tensor]) -> Tensor:
-        nll, n = model.next_token_nll(batch["input_ids"], batch["attention_mask"], batch.get("labels"))
+        nll, n = self._nll(model, batch)
         return nll / n.clamp(min=1)
 
     @torch.no_grad()
     def predict(self, model: Any, batch: dict[str, Tensor]) -> list:
-        nll, n = model.next_token_nll(batch["input_ids"], batch["attention_mask"], batch.get("labels"))
+        nll, n = self._nll(model, batch)
         return [(float(nll), int(n))]
 
     zero_shot = predict
