@@ -347,6 +347,7 @@ def main() -> None:
     )
     s.results["matmul"] = peak
     s.peak = peak.get("peak_gflops")
+    say("    GFLOP/s: " + ", ".join(f"{k} {v:,.0f}" for k, v in peak.get("gflops", {}).items()))
     for job in args.jobs:
         if job == "generation":
             generation_job(s)

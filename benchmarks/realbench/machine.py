@@ -114,11 +114,8 @@ def _read(path: str) -> str:
 
 def _cpu_jiffies() -> tuple[int, int]:
     """Busy (user, nice, system, irq, softirq) and steal jiffies of the whole machine, from /proc/stat."""
-    fields = (
-        [int(x) for x in _read("/proc/stat").splitlines()[0].split()[1:]]
-        if _read("/proc/stat")
-        else [0] * 8
-    )
+    text = _read("/proc/stat")
+    fields = [int(x) for x in text.splitlines()[0].split()[1:]] if text else []
     user, nice, system, _idle, _iowait, irq, softirq, steal = (fields + [0] * 8)[:8]
     return user + nice + system + irq + softirq, steal
 
