@@ -9,6 +9,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
 import torch
 from rich.console import Console
@@ -186,23 +187,20 @@ def _build_model(cfg: RunConfig, tok, src: Source, task: Task) -> TailorModel:
     return model
 
 
-def _open_run(cfg: RunConfig, prep: Prepared, task: Task, src: Source, resume: Path | None,
-              stack: contextlib.ExitStack) -> Path:
-    """A new run directory (held by this process), or the resumed one checked against the data; its records."""
-    if resume is not None:
-        run = reopen_run(resume, prep.files, prep.split_ids())  # same data, same split
-    else:
-        run = create_run_dir(cfg.output_dir, cfg.name)
-        stack.enter_context(hold_run(run))
-    save_config(cfg, run / "config.yaml")
-    save_split(prep.split_ids(), run / "split.json")
-    write_json(run / "data.json", {"files": prep.files, **prep.report.to_json(), "labels": task.info().get("labels")})
-    write_env(run, cfg, src)  # env.json: versions, hardware, seed, config hash (a resumed run adds a line)
-    record_start(run, cfg, src.lineage, prep.files)  # runs/registry.sqlite: running, in this process
-    return run
+@dataclass
+class _Setup:
+    """What a run starts from, all made before its directory exists (so a failed start leaves none behind)."""
+
+    tok: Any
+    src: Source
+    task: Task
+    prep: Prepared
+    max_length: int
+    model: TailorModel
 
 
-def _train(cfg: RunConfig, console: Console, resume: Path | None) -> Run:
+def _set_up(cfg: RunConfig, console: Console) -> _Setup:
+    """Check the settings, read and check the data, load the model: every user mistake surfaces here."""
     check_trackers(cfg.train.report_to)
     check_output_dir(cfg.output_dir)  # a runs folder that cannot be made is a config error, found before any work
     tok, src = load_tokenizer_for(cfg.model)
@@ -210,20 +208,38 @@ def _train(cfg: RunConfig, console: Console, resume: Path | None) -> Run:
     max_length = _max_length(cfg, tok, src)
     prep = prepare(cfg, cfg.data, task, tok, max_length)  # raises DataError before the model loads
     print_warnings(console, prep.report.warnings())
-    model = _build_model(cfg, tok, src, task)  # a model that cannot load fails here, before any run directory exists
+    return _Setup(tok, src, task, prep, max_length, _build_model(cfg, tok, src, task))
+
+
+def _open_run(cfg: RunConfig, s: _Setup, resume: Path | None, stack: contextlib.ExitStack) -> Path:
+    """A new run directory (held by this process), or the resumed one checked against the data; its records."""
+    if resume is not None:
+        run = reopen_run(resume, s.prep.files, s.prep.split_ids())  # same data, same split
+    else:
+        run = create_run_dir(cfg.output_dir, cfg.name)
+        stack.enter_context(hold_run(run))
+    save_config(cfg, run / "config.yaml")
+    save_split(s.prep.split_ids(), run / "split.json")
+    write_json(run / "data.json", {"files": s.prep.files, **s.prep.report.to_json(), "labels": s.task.info().get("labels")})
+    write_env(run, cfg, s.src)  # env.json: versions, hardware, seed, config hash (a resumed run adds a line)
+    record_start(run, cfg, s.src.lineage, s.prep.files)  # runs/registry.sqlite: running, in this process
+    return run
+
+
+def _train(cfg: RunConfig, console: Console, resume: Path | None) -> Run:
+    setup = _set_up(cfg, console)
     with contextlib.ExitStack() as stack:
-        run = _open_run(cfg, prep, task, src, resume, stack)
+        run = _open_run(cfg, setup, resume, stack)
         console.print(f"run directory: [bold]{run}[/]")
-        return _fit_and_report(cfg, console, run, model, tok, src, task, prep, max_length, resume is not None)
+        return _fit_and_report(cfg, console, run, setup, resume is not None)
 
 
-def _fit_and_report(cfg: RunConfig, console: Console, run: Path, model: TailorModel, tok, src: Source, task: Task,
-                    prep: Prepared, max_length: int, resumed: bool) -> Run:
+def _fit_and_report(cfg: RunConfig, console: Console, run: Path, s: _Setup, resumed: bool) -> Run:
     """Baseline, fit, fine-tuned scores, model and report: everything that happens inside the run directory."""
-    pad_id = tok.pad_token_id
+    task, prep, model, pad_id = s.task, s.prep, s.model, s.tok.pad_token_id
     summary: dict = {"task": cfg.task.type, "base_model": cfg.model.path if not cfg.model.arch else f"scratch:{cfg.model.arch.family}",
                      "strategy": cfg.strategy.name, "metric": cfg.train.metric, "environment": environment(),
-                     "precision": precision_of(cfg.train), "context": max_length}
+                     "precision": precision_of(cfg.train), "context": s.max_length}
     base_rows: dict = {}
     if resumed and load_baseline(run, summary, base_rows, task):
         console.print("baseline: scored before the interruption (baseline.json)")
@@ -242,14 +258,14 @@ def _fit_and_report(cfg: RunConfig, console: Console, run: Path, model: TailorMo
         task.per_record(tuned_rows)
     summary["data"] = {"splits": prep.report.splits, "warnings": [str(p) for p in prep.report.warnings()],
                        **({"leakage": prep.report.leakage} if prep.report.leakage else {})}
-    save_run_model(run, model, tok, task, cfg, src)
+    save_run_model(run, model, s.tok, task, cfg, s.src)
     if hasattr(task, "text_baseline"):  # extractive QA: a model-free reference score
         summary["text_baseline"] = task.text_baseline(prep.encoded)
     write_json(run / "metrics.json", summary)
     samples = task.sample_sections(prep.encoded, cfg.eval.samples) if hasattr(task, "sample_sections") else []
     write_report(run, summary, report_sections(run, task, prep, summary, base_rows, tuned_rows) + samples)
     record_end(run, summary)  # the registry row: finished, with the final metrics
-    return Run(path=run, metrics=summary, model=model, tokenizer=tok)
+    return Run(path=run, metrics=summary, model=model, tokenizer=s.tok)
 
 
 def _load_previous_heads(model: TailorModel, src: Source) -> None:

@@ -404,7 +404,7 @@ def _data_files(path: str | Path, problems: list[Problem]) -> list[tuple[Path, s
         if skipped:
             shown = ", ".join(skipped[:5]) + (" ..." if len(skipped) > 5 else "")
             msg = f"skipped {len(skipped)} file(s) that are not data files: {shown}"
-            problems.append(Problem("warning", name, None, None, msg))
+            problems.append(Problem("warning", name, None, None, msg, kind="files skipped"))
         if not data:
             problems.append(_error(name, None, f"the folder holds no data files ({_KNOWN})"))
         return [(p, str(p)) for p in data]

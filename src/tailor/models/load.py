@@ -84,7 +84,7 @@ def locate(cfg: ModelConfig) -> Source:
         if (p / "config.json").is_file():
             return Source("dir", str(p))
         if is_run_dir(p):  # a run that has no model yet: still training, or stopped
-            raise ModelLoadError(f"model.path {ref}: {unfinished(p)}")
+            raise ModelLoadError(f"model.path: {unfinished(p)}")
         raise ModelLoadError(
             f"model.path {ref} is a directory but not a model: it has no config.json "
             "(a Hugging Face model directory) and no tailor.json (a tailor run)"
