@@ -158,3 +158,10 @@ def tiny_model_dir(tmp_path_factory):
         return build_tiny_model(arch, tokenizer, root / arch)
 
     return get
+
+
+@pytest.fixture(autouse=True)
+def no_network(monkeypatch):
+    """Tests never use the network: the Hugging Face hub reads as unreachable at once (HF_HUB_OFFLINE), here and
+    in the tailor processes tests start."""
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")

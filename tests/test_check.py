@@ -4,18 +4,16 @@ import pytest
 from rich.console import Console
 
 from tailor.data.check import (
-    DataReport,
     FieldSpec,
     Schema,
     check_label_coverage,
     check_schema,
-    estimate_time,
     find_duplicates,
     normalize_text,
-    render_report,
     token_statistics,
 )
 from tailor.data.readers import Problem, read_records
+from tailor.data.summary import DataReport, estimate_time, render_report
 
 
 def rec(line, file="d.jsonl", **fields):
@@ -210,7 +208,8 @@ def test_duplicates_across_splits_name_both_locations():
     assert (p.severity, p.file, p.line) == ("error", "all.jsonl", 12)
     assert p.message == (
         "test line 12 duplicates train line 340 (leakage: the model would be scored on an "
-        "example it trained on; remove one)"
+        "example it trained on; remove one, or set data.leakage: drop (train without the copy) or keep "
+        "(train on it anyway))"
     )
 
 
@@ -337,7 +336,9 @@ def test_data_report_json():
         "line": 1,
         "field": "text",
         "message": "bad [bold]1[/bold]",
+        "kind": None,
     }
+    assert data["warning_kinds"] == {"other": 1}
     assert (
         data["splits"]["train"] == 3 and data["token_statistics"]["splits"]["train"]["max"] == 300
     )
@@ -350,3 +351,15 @@ def test_duplicates_skip_records_the_key_cannot_read():
     }
     problems = find_duplicates(splits, lambda r: r["text"])
     assert [(p.line, p.severity) for p in problems] == [(4, "error")]
+
+
+def test_data_of_another_task_says_which_task_it_looks_like():
+    chats = [rec(i, messages=[{"role": "user", "content": "hi"}, {"role": "assistant", "content": "hello"}])
+             for i in range(1, 4)]
+    problems = check_schema(chats, CLASSIFY)
+    assert [p.field for p in problems] == ["text", "label"]
+    assert all("look like chat data: set task: chat" in p.message and "--task chat" in p.message for p in problems)
+    squad = [rec(i, question="q", context="c", answers={"text": [], "answer_start": []}) for i in range(1, 3)]
+    assert "look like qa data" in check_schema(squad, CLASSIFY)[0].message
+    plain = [rec(i, sentence="s", label="positive") for i in range(1, 3)]
+    assert "look like" not in check_schema(plain, CLASSIFY)[0].message  # no task fits: rename or map the column

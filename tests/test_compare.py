@@ -92,3 +92,26 @@ def test_write_section_replaces_only_its_own_section(tmp_path):
     report.write_text("# r\n\n## A\n\none\n\n## B\n\ntwo\n")
     write_section(report, "## A\n\nnew")
     assert report.read_text() == "# r\n\n## A\n\nnew\n\n## B\n\ntwo\n"
+
+
+def test_runs_of_different_tasks_are_refused(tmp_path):
+    a = make_run(tmp_path / "cls-001")
+    chat = tmp_path / "chat-001"
+    make_run(chat)
+    (chat / "metrics.json").write_text(json.dumps({"task": "chat", "fine_tuned": {"test": {"token_f1": 0.3, "bleu": 5.0}}}))
+    metrics = json.loads((a / "metrics.json").read_text()) | {"task": "classification"}
+    (a / "metrics.json").write_text(json.dumps(metrics))
+    out = invoke("compare", a, chat, "--no-write", code=2)
+    assert f"cannot compare {a} (classification) with {chat} (chat)" in out and "different tasks" in out
+
+
+def test_compare_json_for_scripts(tmp_path):
+    run = make_run(tmp_path / "run-001")
+    result = CliRunner().invoke(app, ["compare", str(run), "--json", "--limit", "1"])
+    assert result.exit_code == 0
+    data = json.loads(result.stdout)
+    assert set(data) == {"a", "b", "split", "note", "metrics", "examples", "fixed", "broken", "other_changes",
+                         "fixed_examples", "broken_examples"}
+    assert (data["a"], data["b"], data["split"], data["fixed"], data["broken"]) == ("pre-trained", "fine-tuned", "test", 3, 1)
+    assert data["metrics"][0] == {"metric": "accuracy", "a": 3 / 7, "b": 5 / 7, "change": 5 / 7 - 3 / 7}
+    assert len(data["fixed_examples"]) == 1

@@ -59,3 +59,19 @@ def test_cli_config_error_exit_2_no_traceback(tmp_path):
     out = r.stdout + r.stderr
     assert "Traceback" not in out
     assert "bogus: unknown key" in out and "train.lr: must be > 0" in out and "train.epochs" in out
+
+
+def test_config_reference_is_current_and_says_what_every_key_takes():
+    from pathlib import Path
+
+    from tailor.config import RunConfig
+    from tailor.docs import config_reference, rows
+
+    keys = rows(RunConfig)
+    assert all(meaning for _, _, _, meaning in keys), [k for k, _, _, m in keys if not m]
+    by_key = {k: t for k, t, _, _ in keys}
+    assert by_key["strategy.name"] == "one of `full`, `head`, `top_k`, `llrd`, `gradual`, `lora`"
+    assert by_key["data.leakage"] == "one of `error`, `drop`, `keep`" and "model.arch.family" in by_key
+    text = config_reference()
+    assert "Literal" not in text and "typing" not in text
+    assert (Path(__file__).parent.parent / "docs" / "config.md").read_text() == text, "run: python -m tailor.docs"

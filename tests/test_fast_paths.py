@@ -96,10 +96,10 @@ def test_gradient_checkpointing_gives_the_same_loss_and_gradients(tiny_model_dir
 def test_memory_settings_train_end_to_end(setting, tmp_path, tiny_model_dir):
     import json
 
+    from _lm import write_config
+
     from tailor.api import train
     from tailor.config import load_config
-
-    from _lm import write_config
 
     cfg = load_config(write_config(tmp_path, tiny_model_dir("llama"), max_steps=12, eval_every=12, save_every=12),
                       [setting, "eval.baseline=false", "train.precision=bf16"])

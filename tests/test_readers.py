@@ -78,21 +78,35 @@ def test_pretty_printed_json_in_a_jsonl_file_gets_a_hint(tmp_path):
     assert problems[0].line == 1 and "pretty-printed" in problems[0].message
 
 
-def test_csv_row_numbers_count_the_header_as_row_one(tmp_path):
+def test_csv_records_are_numbered_by_the_line_they_start_on(tmp_path):
+    """A quoted value may span lines: the records after it are reported at their own line, as an editor shows it."""
     f = write(
         tmp_path / "d.csv",
-        'text,label\n"good, really",pos\nbad,neg,extra\n"two\nlines",neg\nok,pos,\n\nlast,neg\n',
+        'text,label\n"good, really",pos\nbad,neg,extra\n"two\nlines",neg\nok,pos,\n\nlast,neg\n"a\nb\nc",pos,x\n',
     )
     records, problems = read_records(f)
     assert [(r["text"], r["_line"]) for r in records] == [
         ("good, really", 2),
         ("two\nlines", 4),
-        ("ok", 5),
-        ("last", 7),
+        ("ok", 6),
+        ("last", 8),
     ]
     assert set(records[0]) == {"text", "label", "_line", "_file"}
-    assert [(p.line, p.severity) for p in problems] == [(3, "error")]
+    assert [(p.line, p.severity) for p in problems] == [(3, "error"), (9, "error")]
     assert "3 values but the header has 2 columns" in problems[0].message
+    assert 'quote values that contain commas' in problems[1].message
+
+
+def test_a_missing_value_is_called_missing_not_a_separator_inside_a_value(tmp_path):
+    tsv = write(tmp_path / "d.tsv", "text\tlabel\nhello\tpos\nonly one\nbye\tneg\tx\n")
+    _, problems = read_records(tsv)
+    assert [p.line for p in problems] == [3, 4]
+    assert "a value is missing" in problems[0].message and "tab" in problems[0].message
+    assert "must not contain tabs" not in problems[0].message
+    assert "must not contain tabs" in problems[1].message
+    csv_file = write(tmp_path / "d.csv", "text,label\nhello,pos\nonly one\n")
+    _, problems = read_records(csv_file)
+    assert "a value is missing" in problems[0].message and "quote" not in problems[0].message
 
 
 def test_csv_with_bom_and_crlf(tmp_path):

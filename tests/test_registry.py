@@ -1,5 +1,6 @@
 """The run registry: runs/registry.sqlite, true status with several processes, `tailor runs` and `runs show`."""
 
+import json
 import os
 import sqlite3
 import subprocess
@@ -106,3 +107,60 @@ def test_runs_lists_with_filters_and_shows_one(tmp_path):
     assert shown.exit_code == 0 and "failed" in shown.output and "diverged" in shown.output
     assert f"on {os.uname().nodename}" in shown.output
     assert invoke("runs", "show", "nope-001", "--dir", root).exit_code == 2
+
+
+def _finished_run(root, name, value):
+    """A run directory as tailor leaves it (the files the registry is rebuilt from), registered as finished."""
+    run = root / name
+    run.mkdir(parents=True)
+    (run / "config.yaml").write_text("model: {path: tailor-tiny}\ntask: {type: classification}\nstrategy: {name: full}\n")
+    (run / "env.json").write_text('{"config_hash": "abc"}')
+    (run / "tailor.json").write_text('{"lineage": []}')
+    metrics = {"metric": "accuracy", "fine_tuned": {"test": {"accuracy": value}}}
+    (run / "metrics.json").write_text(json.dumps(metrics))
+    registry.started(run, {"task": "classification", "strategy": "full", "base_model": "tailor-tiny"})
+    registry.ended(run, "finished", metrics)
+    return run
+
+
+def test_an_unreadable_registry_is_moved_aside_and_rebuilt_from_the_run_directories(tmp_path):
+    root = tmp_path / "runs"
+    _finished_run(root, "sent-001", 0.9)
+    stopped = root / "sent-002"
+    stopped.mkdir()
+    (stopped / "config.yaml").write_text("task: {type: classification}\n")
+    (stopped / "run.lock").write_text("1 elsewhere\n")  # its process is long gone: nobody holds the lock
+    (root / "notes").mkdir()  # not a run
+    (root / registry.FILE).write_bytes(b"this is not a database, it was overwritten by mistake")
+    result = invoke("runs", "--dir", root)
+    assert result.exit_code == 0 and "Traceback" not in result.output, result.output
+    moved = list(root.glob(f"{registry.FILE}.unreadable-*"))
+    assert len(moved) == 1 and moved[0].read_bytes().startswith(b"this is not a database")
+    assert f"moved to {moved[0]}" in result.output
+    rows = {r["name"]: r for r in registry.list_runs(root)}
+    assert set(rows) == {"sent-001", "sent-002"}
+    assert rows["sent-001"]["status"] == "finished" and rows["sent-001"]["metrics"]["fine_tuned"]["test"]["accuracy"] == 0.9
+    assert rows["sent-002"]["status"] == "interrupted" and rows["sent-002"]["task"] == "classification"
+    (root / registry.FILE).unlink()  # lost altogether: --rebuild indexes the directories again
+    result = invoke("runs", "--dir", root, "--rebuild")
+    assert result.exit_code == 0 and "2 runs added" in result.output
+    assert {r["name"] for r in registry.list_runs(root)} == {"sent-001", "sent-002"}
+
+
+def test_runs_for_scripts_json_and_plain_columns_when_piped(tmp_path):
+    root = tmp_path / "runs"
+    long = "a-rather-long-experiment-name-that-a-terminal-table-would-cut-001"
+    _finished_run(root, long, 0.75)
+    piped = CliRunner().invoke(app, ["runs", "--dir", str(root)], env={"COLUMNS": "80"})  # not a terminal
+    assert piped.exit_code == 0
+    lines = piped.output.splitlines()
+    assert lines[0].split() == ["name", "status", "task", "strategy", "base", "model", "started", "took", "result"]
+    assert lines[1].startswith(long + "  ") and "accuracy 0.75 (test)" in lines[1] and "…" not in piped.output
+    listed = json.loads(CliRunner().invoke(app, ["runs", "--dir", str(root), "--json"]).stdout)
+    keys = {"name", "path", "status", "task", "strategy", "base_model", "started", "ended", "seconds", "metric",
+            "split", "value", "message", "pid", "host", "resumes"}
+    assert len(listed) == 1 and set(listed[0]) == keys
+    assert (listed[0]["name"], listed[0]["status"], listed[0]["value"]) == (long, "finished", 0.75)
+    shown = json.loads(CliRunner().invoke(app, ["runs", "show", long, "--dir", str(root), "--json"]).stdout)
+    assert set(shown) == keys | {"config", "metrics", "lineage", "checkpoint_step", "resume"}
+    assert shown["metrics"]["metric"] == "accuracy" and shown["resume"] is None

@@ -2,10 +2,21 @@
 
 import errno
 import json
+import os
 import signal
+import time
+from pathlib import Path
 
 import pytest
-from _lm import checkpoint_state, curve, final_metrics, one_thread, tailor, write_config  # noqa: F401
+from _lm import (  # noqa: F401
+    checkpoint_state,
+    curve,
+    final_metrics,
+    one_thread,
+    start_tailor,
+    tailor,
+    write_config,
+)
 from typer.testing import CliRunner
 
 from tailor.cli import app
@@ -162,17 +173,19 @@ def test_recovery_after_a_crash_uses_the_newest_complete_copy(tmp_path):
     _write(last, 1)
     tmp.mkdir()
     (tmp / "state.json").write_text('{"loop": {"step": 2}}')  # a save that died before its COMPLETE marker
-    assert ckpt.checkpoint_step(last) == 1 and not tmp.exists()
+    assert ckpt.checkpoint_step(last) == 1 and tmp.exists()  # reading moves and deletes nothing (a live run's save)
+    assert ckpt.recover_dir(last) == last and ckpt.checkpoint_step(last) == 1 and not tmp.exists()
     _write(tmp_path / "new", 2)
     last.rename(old)
     (tmp_path / "new").rename(tmp)  # died between the two renames: old aside, new complete
-    assert ckpt.checkpoint_step(last) == 2 and not old.exists() and not tmp.exists()
+    assert ckpt.checkpoint_step(last) == 2 and not last.exists() and old.exists()
+    assert ckpt.recover_dir(last) == last and ckpt.checkpoint_step(last) == 2 and not old.exists() and not tmp.exists()
     last.rename(old)
     tmp.mkdir()  # died between the renames of an incomplete save: only .old is whole
-    assert ckpt.checkpoint_step(last) == 2 and not tmp.exists()
+    assert ckpt.checkpoint_step(last) == 2 and ckpt.recover_dir(last) == last and not tmp.exists()
     with (last / "state.json").open("a") as fh:  # a file cut short after the marker: not complete
         fh.write(" ")
-    assert not ckpt.is_complete(last) and ckpt.checkpoint_step(last) is None
+    assert not ckpt.is_complete(last) and ckpt.checkpoint_step(last) is None and ckpt.recover_dir(last) is None
 
 
 def test_a_failed_write_leaves_the_previous_directory_untouched(tmp_path):
@@ -186,3 +199,83 @@ def test_a_failed_write_leaves_the_previous_directory_untouched(tmp_path):
     with pytest.raises(OSError):
         ckpt.write_dir(last, fails, 2)
     assert ckpt.checkpoint_step(last) == 1 and not (tmp_path / "last.tmp").exists()
+
+
+def _snapshot(folder: Path) -> dict[str, tuple[int, int, bytes]]:
+    """Every file under `folder`: size, mtime and contents."""
+    return {str(f.relative_to(folder)): (f.stat().st_size, f.stat().st_mtime_ns, f.read_bytes())
+            for f in sorted(folder.rglob("*")) if f.is_file()}
+
+
+def test_resume_refuses_a_project_folder_and_leaves_it_byte_identical(tmp_path, tiny_model_dir):
+    """A user's folder that holds a hand-written config.yaml is not a run: `tailor resume` writes nothing there."""
+    project = tmp_path / "my-project"
+    project.mkdir()
+    (project / "config.yaml").write_text(f"# my settings, by hand\nmodel: {tiny_model_dir('gpt2')}\ntask: lm\n"
+                                         "data: {train: notes.txt, max_length: 16}   # the field notes\n"
+                                         "train: {max_steps: 2, batch_size: 4}\neval: {baseline: false}\n")
+    (project / "notes.txt").write_text("".join(f"pump {i} was checked and the valve was fine.\n\n" for i in range(30)))
+    before = _snapshot(project)
+    p = tailor("resume", project)
+    assert p.returncode == 2, p.stderr
+    assert "is not a tailor run" in p.stderr and f"tailor train {project / 'config.yaml'}" in p.stderr
+    assert "Traceback" not in p.stderr and "resuming" not in p.stdout
+    assert _snapshot(project) == before
+
+
+def _stopped(pid: int) -> bool:
+    return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "T"
+
+
+def test_a_concurrent_resume_never_touches_a_live_run(tmp_path, tiny_model_dir, reference):
+    """The live run is frozen (SIGSTOP) half-way through a save; `tailor resume` on it is refused before it reads
+    or writes anything, and the run, once it goes on, ends exactly as an undisturbed one."""
+    cfg = write_config(tmp_path, tiny_model_dir("gpt2"))
+    run = tmp_path / "runs" / "lm-001"
+    live = start_tailor("train", cfg, env={"TAILOR_TEST_SIGNAL": "STOP@save:6"})
+    try:
+        deadline = time.time() + 200
+        while not _stopped(live.pid):
+            assert live.poll() is None and time.time() < deadline, live.stderr.read() if live.stderr else ""
+            time.sleep(0.2)
+        half_saved = run / "checkpoints" / "last.tmp"
+        assert half_saved.is_dir() and not ckpt.is_complete(half_saved)
+        before = _snapshot(run)
+        other = tailor("resume", run)
+        assert other.returncode == 2, other.stderr
+        assert "still running" in other.stderr and f"process {live.pid}" in other.stderr
+        assert "resuming" not in other.stdout and "Traceback" not in other.stderr
+        assert _snapshot(run) == before  # last.tmp and everything else as the live run left them
+        os.kill(live.pid, signal.SIGCONT)
+        out, err = live.communicate(timeout=240)
+    finally:
+        if live.poll() is None:
+            os.kill(live.pid, signal.SIGCONT)
+            live.kill()
+    assert live.returncode == 0, err
+    assert curve(run) == reference[0] and final_metrics(run) == reference[1]
+
+
+def test_the_run_lock_is_released_when_its_process_dies(tmp_path):
+    """kill -9 leaves no stale lock: the kernel drops a dead process's flock."""
+    import subprocess
+    import sys
+
+    from tailor.rundir import RunBusy, hold_run, is_live
+
+    run = tmp_path / "lm-001"
+    run.mkdir()
+    code = f"import time; from tailor.rundir import hold_run\nwith hold_run({str(run)!r}):\n    print('held', flush=True); time.sleep(60)"
+    child = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
+    try:
+        assert child.stdout.readline().strip() == "held"
+        assert is_live(run)
+        with pytest.raises(RunBusy, match=f"process {child.pid} on"), hold_run(run):
+            pass
+    finally:
+        child.kill()
+        child.wait()
+    assert not is_live(run)
+    with hold_run(run), hold_run(run):  # taken again; re-entrant within a process
+        assert is_live(run)
+    assert not is_live(run)

@@ -208,3 +208,18 @@ def test_writers_and_the_module_entry_point(tmp_path, world):
                    capture_output=True, env={**os.environ, "PYTHONHASHSEED": "7"})
     for name, p in paths.items():
         assert (tmp_path / "b" / p.name).read_bytes() == p.read_bytes(), name
+
+
+def test_generated_data_sets_hold_no_accidental_duplicates(world):
+    """As tailor's duplicate check compares them (case, punctuation and spacing ignored), for each recipe's data."""
+    from tailor.data.check import normalize_text
+
+    intents = S.intent_records(world, 1200, 1)
+    chats = S.support_chat_records(world, 1000, 1)
+    qa = S.qa_records(world, 300, 1)
+    for keys in ([r["text"] for r in intents], ["\n".join(m["content"] for m in r["messages"]) for r in chats],
+                 [f"{r['question']}\n{r['context']}" for r in qa]):
+        normalized = [normalize_text(k) for k in keys]
+        assert len(set(normalized)) == len(normalized)
+    counts = {label: sum(r["label"] == label for r in intents) for label in S.INTENT_LABELS}
+    assert set(counts.values()) == {150}  # still balanced

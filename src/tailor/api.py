@@ -2,18 +2,31 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import platform
+import time
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
 import torch
 from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
 
 from tailor import __version__
 from tailor.config import RunConfig, save_config
 from tailor.data.prepare import Prepared, prepare
 from tailor.data.split import save_split
+from tailor.data.summary import print_warnings
 from tailor.evaluate.compare import report_sections
 from tailor.evaluate.report import write_report
 from tailor.models.heads import TailorModel
@@ -24,7 +37,15 @@ from tailor.models.load import (
     load_tokenizer_for,
     set_dropout,
 )
-from tailor.rundir import MetricsLog, create_run_dir, write_json
+from tailor.rundir import (
+    MetricsLog,
+    RunError,
+    check_output_dir,
+    create_run_dir,
+    hold_run,
+    is_run_dir,
+    write_json,
+)
 from tailor.runrecord import (
     load_baseline,
     record_end,
@@ -35,7 +56,7 @@ from tailor.runrecord import (
     write_env,
 )
 from tailor.tasks import build_task
-from tailor.tasks.base import Task, evaluate_task
+from tailor.tasks.base import Task, eval_progress, evaluate_task
 from tailor.tasks.multitask import MultiTask, choose_task
 from tailor.train.loop import FitResult, fit, precision_of, set_seed
 from tailor.train.trackers import check_trackers
@@ -69,15 +90,39 @@ def _max_length(cfg: RunConfig, tok, src: Source) -> int:
 
 
 def evaluate_splits(task: Task, model: TailorModel, prep: Prepared, cfg: RunConfig, pad_id: int,
-                    zero_shot: bool, acc=None, keep: dict | None = None) -> dict[str, dict]:
-    """Metrics per evaluation split (validation, test); `keep` receives per-example predictions by split."""
+                    zero_shot: bool, acc=None, keep: dict | None = None, console: Console | None = None) -> dict[str, dict]:
+    """Metrics per evaluation split (validation, test); `keep` receives per-example predictions by split.
+
+    With `console`, progress is shown: a bar at a terminal, a line per split with its time when piped.
+    """
     out = {}
+    label = "pre-trained" if zero_shot else "fine-tuned"
     for split in ("validation", "test"):
         data = prep.encoded.get(split)
         if data is not None and len(data):
             rows = keep.setdefault(split, {}) if keep is not None else None
-            out[split] = evaluate_task(task, model, data, cfg.eval.batch_size, pad_id, acc, zero_shot=zero_shot, keep=rows)
+            with scoring_progress(console, f"{label} on {split}", len(data)):
+                out[split] = evaluate_task(task, model, data, cfg.eval.batch_size, pad_id, acc, zero_shot=zero_shot,
+                                           keep=rows)
     return out
+
+
+@contextlib.contextmanager
+def scoring_progress(console: Console | None, what: str, total: int) -> Iterator[None]:
+    """A progress bar (terminal) or a closing line with the time taken (piped) around one split's scoring."""
+    if console is None:
+        yield
+        return
+    t0 = time.perf_counter()
+    if console.is_terminal:
+        columns = (TextColumn(f"scoring {what}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), TimeRemainingColumn())
+        with Progress(*columns, console=console, transient=True) as bar:
+            job = bar.add_task(what, total=total)
+            with eval_progress(lambda n: bar.advance(job, n)):
+                yield
+    else:
+        yield
+    console.print(f"scored {what}: {total:,} examples in {time.perf_counter() - t0:.1f} s", highlight=False)
 
 
 def _base_location(cfg: RunConfig, src: Source) -> str | None:
@@ -86,7 +131,9 @@ def _base_location(cfg: RunConfig, src: Source) -> str | None:
         return None
     if src.kind == "gguf":
         return src.file
-    return str(Path(cfg.model.path).expanduser().resolve()) if src.kind in ("dir", "run") else cfg.model.path
+    if src.kind == "dir":  # a local folder, or the cache's copy of a hub model found offline
+        return str(Path(src.location).expanduser().resolve())
+    return str(Path(cfg.model.path).expanduser().resolve()) if src.kind == "run" else cfg.model.path
 
 
 def save_run_model(run: Path, model: TailorModel, tok, task: Task, cfg: RunConfig, src: Source) -> None:
@@ -114,52 +161,93 @@ def environment() -> dict:
             "python": platform.python_version(), "platform": platform.platform()}
 
 
-def _print_warnings(console: Console, warnings: list, shown: int = 5) -> None:
-    """A few data warnings in full, the rest counted (all of them are saved in data.json)."""
-    for p in warnings[:shown]:
-        console.print(f"[yellow]warning[/] {p}", soft_wrap=True, highlight=False)
-    if len(warnings) > shown:
-        console.print(f"[yellow]... and {len(warnings) - shown} more warnings[/] (all listed in the run's data.json)")
-
-
 @recorded  # the run registry's row ends failed / interrupted if this raises
 def train(cfg: RunConfig, console: Console | None = None, resume: str | Path | None = None) -> Run:
     """Fine-tune as configured; returns the Run (its directory and final metrics).
 
     With `resume` (a run directory and that run's own config), continue it from its last complete checkpoint.
+    The run directory is held by this process (run.lock) for as long as it works in it.
     """
     console = console or Console()
-    check_trackers(cfg.train.report_to)
-    tok, src = load_tokenizer_for(cfg.model)
-    task = build_task(cfg.task, cfg)
-    max_length = _max_length(cfg, tok, src)
-    prep = prepare(cfg, cfg.data, task, tok, max_length)  # raises DataError before the model loads
-    _print_warnings(console, prep.report.warnings())
-    run = (reopen_run(Path(resume), prep.files, prep.split_ids()) if resume is not None  # same data, same split
-           else create_run_dir(cfg.output_dir, cfg.name))
-    console.print(f"run directory: [bold]{run}[/]")
-    save_config(cfg, run / "config.yaml")
-    save_split(prep.split_ids(), run / "split.json")
-    write_json(run / "data.json", {"files": prep.files, **prep.report.to_json(), "labels": task.info().get("labels")})
-    write_env(run, cfg, src)  # env.json: versions, hardware, seed, config hash (a resumed run adds a line)
-    record_start(run, cfg, src.lineage, prep.files)  # runs/registry.sqlite: running, in this process
-    set_seed(cfg.seed)  # a model from scratch and new task layers are initialised from the seed
+    if resume is None:
+        return _train(cfg, console, None)
+    if not is_run_dir(resume):
+        raise RunError(f"{resume} is not a tailor run directory; nothing was changed there")
+    with hold_run(resume):  # before anything in the run is read or written
+        return _train(cfg, console, Path(resume))
+
+
+def _build_model(cfg: RunConfig, tok, src: Source, task: Task) -> TailorModel:
+    """Backbone + task layers; new layers (and a model from scratch) are initialised from the seed."""
+    set_seed(cfg.seed)
     backbone = load_backbone(cfg.model, tok, src)
     model = TailorModel(backbone, task.build_heads(backbone.get_input_embeddings().weight.shape[1]))
     if cfg.train.dropout is not None:  # backbone and task layers alike
         set_dropout(model, cfg.train.dropout)
     _load_previous_heads(model, src)
-    pad_id = tok.pad_token_id
+    return model
+
+
+@dataclass
+class _Setup:
+    """What a run starts from, all made before its directory exists (so a failed start leaves none behind)."""
+
+    tok: Any
+    src: Source
+    task: Task
+    prep: Prepared
+    max_length: int
+    model: TailorModel
+
+
+def _set_up(cfg: RunConfig, console: Console) -> _Setup:
+    """Check the settings, read and check the data, load the model: every user mistake surfaces here."""
+    check_trackers(cfg.train.report_to)
+    check_output_dir(cfg.output_dir)  # a runs folder that cannot be made is a config error, found before any work
+    tok, src = load_tokenizer_for(cfg.model)
+    task = build_task(cfg.task, cfg)
+    max_length = _max_length(cfg, tok, src)
+    prep = prepare(cfg, cfg.data, task, tok, max_length)  # raises DataError before the model loads
+    print_warnings(console, prep.report.warnings())
+    return _Setup(tok, src, task, prep, max_length, _build_model(cfg, tok, src, task))
+
+
+def _open_run(cfg: RunConfig, s: _Setup, resume: Path | None, stack: contextlib.ExitStack) -> Path:
+    """A new run directory (held by this process), or the resumed one checked against the data; its records."""
+    if resume is not None:
+        run = reopen_run(resume, s.prep.files, s.prep.split_ids())  # same data, same split
+    else:
+        run = create_run_dir(cfg.output_dir, cfg.name)
+        stack.enter_context(hold_run(run))
+    save_config(cfg, run / "config.yaml")
+    save_split(s.prep.split_ids(), run / "split.json")
+    write_json(run / "data.json", {"files": s.prep.files, **s.prep.report.to_json(), "labels": s.task.info().get("labels")})
+    write_env(run, cfg, s.src)  # env.json: versions, hardware, seed, config hash (a resumed run adds a line)
+    record_start(run, cfg, s.src.lineage, s.prep.files)  # runs/registry.sqlite: running, in this process
+    return run
+
+
+def _train(cfg: RunConfig, console: Console, resume: Path | None) -> Run:
+    setup = _set_up(cfg, console)
+    with contextlib.ExitStack() as stack:
+        run = _open_run(cfg, setup, resume, stack)
+        console.print(f"run directory: [bold]{run}[/]")
+        return _fit_and_report(cfg, console, run, setup, resume is not None)
+
+
+def _fit_and_report(cfg: RunConfig, console: Console, run: Path, s: _Setup, resumed: bool) -> Run:
+    """Baseline, fit, fine-tuned scores, model and report: everything that happens inside the run directory."""
+    task, prep, model, pad_id = s.task, s.prep, s.model, s.tok.pad_token_id
     summary: dict = {"task": cfg.task.type, "base_model": cfg.model.path if not cfg.model.arch else f"scratch:{cfg.model.arch.family}",
                      "strategy": cfg.strategy.name, "metric": cfg.train.metric, "environment": environment(),
-                     "precision": precision_of(cfg.train), "context": max_length}
+                     "precision": precision_of(cfg.train), "context": s.max_length}
     base_rows: dict = {}
-    if resume is not None and load_baseline(run, summary, base_rows, task):
+    if resumed and load_baseline(run, summary, base_rows, task):
         console.print("baseline: scored before the interruption (baseline.json)")
     elif cfg.eval.baseline:
         console.print("scoring the pre-trained model (baseline) ...")
         summary["baseline_method"] = getattr(task, "baseline_method", "the pre-trained model, scored like the fine-tuned one")
-        summary["baseline"] = evaluate_splits(task, model, prep, cfg, pad_id, zero_shot=True, keep=base_rows)
+        summary["baseline"] = evaluate_splits(task, model, prep, cfg, pad_id, zero_shot=True, keep=base_rows, console=console)
         save_baseline(run, summary, base_rows, task)
     result: FitResult = fit(model, task, prep.encoded["train"], prep.encoded.get("validation"), cfg, pad_id,
                             MetricsLog(run / "metrics.jsonl"), run / "checkpoints", console)
@@ -169,15 +257,16 @@ def train(cfg: RunConfig, console: Console | None = None, resume: str | Path | N
     if hasattr(task, "per_record"):  # windowed tasks (extractive QA): one row per record, not per window
         task.per_record(base_rows)
         task.per_record(tuned_rows)
-    summary["data"] = {"splits": prep.report.splits, "warnings": [str(p) for p in prep.report.warnings()]}
-    save_run_model(run, model, tok, task, cfg, src)
+    summary["data"] = {"splits": prep.report.splits, "warnings": [str(p) for p in prep.report.warnings()],
+                       **({"leakage": prep.report.leakage} if prep.report.leakage else {})}
+    save_run_model(run, model, s.tok, task, cfg, s.src)
     if hasattr(task, "text_baseline"):  # extractive QA: a model-free reference score
         summary["text_baseline"] = task.text_baseline(prep.encoded)
     write_json(run / "metrics.json", summary)
     samples = task.sample_sections(prep.encoded, cfg.eval.samples) if hasattr(task, "sample_sections") else []
     write_report(run, summary, report_sections(run, task, prep, summary, base_rows, tuned_rows) + samples)
     record_end(run, summary)  # the registry row: finished, with the final metrics
-    return Run(path=run, metrics=summary, model=model, tokenizer=tok)
+    return Run(path=run, metrics=summary, model=model, tokenizer=s.tok)
 
 
 def _load_previous_heads(model: TailorModel, src: Source) -> None:
@@ -277,8 +366,26 @@ def evaluate_file(path: str | Path, file: str | Path, batch_size: int | None = N
     metrics = evaluate_task(scored, model, data, batch_size or cfg.eval.batch_size, tok.pad_token_id, keep=kept)
     if hasattr(scored, "per_record"):  # windowed tasks (extractive QA): one row per record, not per window
         scored.per_record({"eval": kept})
-    return {"metrics": metrics, "examples": len(records), "warnings": [str(p) for p in problems],
+    trained = trained_on(run, records, name)
+    warnings = [str(p) for p in problems]
+    if trained:
+        warnings.insert(0, f"{file}: {trained} of {len(records)} examples were in this run's training split: the model "
+                           "trained on them, so these scores overstate how well it does on new data")
+    return {"metrics": metrics, "examples": len(records), "trained_on": trained, "warnings": warnings,
             "predictions": prediction_rows(scored, records, data.index, None, kept)}
+
+
+def trained_on(run: Path, records: list[dict], task: str | None = None) -> int:
+    """How many of `records` the run trained on (the same content as a record of its split.json's train)."""
+    from tailor.data.readers import DataError
+    from tailor.data.split import load_split, record_id
+
+    try:
+        split = load_split(run / "split.json")
+    except DataError:
+        return 0
+    train = set(split.get(f"{task}/train" if task else "train", []))
+    return sum(record_id(r) in train for r in records)
 
 
 __all__ = ["Run", "train", "load_run", "context_length", "load_task", "open_run", "chat_reply", "answer"]

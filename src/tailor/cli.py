@@ -16,11 +16,33 @@ from tailor.quiet import silence_libraries
 silence_libraries()  # before any library is imported by a subcommand
 
 app = typer.Typer(help="Fine-tune pre-trained GPT-style language models, and use the result.", no_args_is_help=True,
-                  pretty_exceptions_enable=False, add_completion=False)
+                  pretty_exceptions_enable=False, add_completion=True)
 data_app = typer.Typer(help="Check and inspect data sets before spending compute.", no_args_is_help=True)
 app.add_typer(data_app, name="data")
 console = Console()
 err = Console(stderr=True, soft_wrap=True)
+Json = Annotated[bool, typer.Option("--json", help="print one JSON document (stable keys) instead of tables")]
+
+
+def _version(value: bool) -> None:
+    if value:
+        from tailor import __version__
+
+        print(f"tailor {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def main(version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True,
+                                               help="print tailor's version and exit")] = False) -> None:
+    """Fine-tune pre-trained GPT-style language models, and use the result."""
+
+
+def print_json(data: object) -> None:
+    """One JSON document on stdout (for scripts: `tailor runs --json | jq ...`)."""
+    import json
+
+    sys.stdout.write(json.dumps(data, indent=2, default=str, ensure_ascii=False) + "\n")
 
 Overrides = Annotated[list[str] | None, typer.Argument(help="dotted overrides, e.g. train.lr=3e-4 strategy.name=lora")]
 TaskName = Annotated[str | None, typer.Option("--task", help="multitask run: the sub-task to use (its name)")]
@@ -149,30 +171,46 @@ def runs(
     task: Annotated[str | None, typer.Option(help="lm, classification, qa, chat, ...")] = None,
     name: Annotated[str | None, typer.Option(help="only runs whose name contains this")] = None,
     root: RunsDir = Path("runs"),
+    rebuild: Annotated[bool, typer.Option("--rebuild", help="index the run directories again (a lost or damaged "
+                                          "registry; an unreadable one is moved aside, never deleted)")] = False,
+    as_json: Json = False,
 ) -> None:
     """List the runs: status (a dead process shows as interrupted), task, strategy, result."""
     from tailor.registry import STATUSES, list_runs
-    from tailor.runs import render_runs
+    from tailor.registry import rebuild as rebuild_index
+    from tailor.runs import render_runs, run_record
 
     if ctx.invoked_subcommand is not None:
         return
     if status is not None and status not in STATUSES:
         err.print(f"[red]error:[/] --status {status!r} is not one of {', '.join(STATUSES)}", highlight=False)
         raise typer.Exit(2)
-    render_runs(list_runs(root, status, task, name), console)
+    if rebuild:
+        done = rebuild_index(root)
+        err.print(f"registry rebuilt from the run directories in {root}: {done['added']} runs added"
+                  + (f"; the unreadable one was moved to {done['moved_to']}" if done["moved_to"] else ""), highlight=False)
+    rows = list_runs(root, status, task, name)
+    if as_json:
+        print_json([run_record(r) for r in rows])
+    else:
+        render_runs(rows, console)
 
 
 @runs_app.command("show")
-def runs_show(name: Annotated[str, typer.Argument(help="a run's name (e.g. lm-003) or directory")], root: RunsDir = Path("runs")) -> None:
+def runs_show(name: Annotated[str, typer.Argument(help="a run's name (e.g. lm-003) or directory")], root: RunsDir = Path("runs"),
+              as_json: Json = False) -> None:
     """One run: status, config summary, metrics, lineage, and how to resume it if it stopped."""
     from tailor.registry import find_run
-    from tailor.runs import render_run
+    from tailor.runs import render_run, run_details
 
     row = find_run(root, name)
     if row is None:
         err.print(f"[red]error:[/] no run {name!r} in {root / 'registry.sqlite'}; `tailor runs` lists them", highlight=False)
         raise typer.Exit(2)
-    render_run(row, console)
+    if as_json:
+        print_json(run_details(row))
+    else:
+        render_run(row, console)
 
 
 @app.command()
@@ -201,8 +239,8 @@ def data_check(
     overrides: Overrides = None,
 ) -> None:
     """Check a data set before training: every problem with its line, token statistics, splits."""
-    from tailor.data.check import render_report
     from tailor.data.prepare import check_file
+    from tailor.data.summary import render_report
 
     kept: dict = {}
     report = check_file(file, task, config, overrides or [], keep=kept)
@@ -235,16 +273,16 @@ def generate(
     import json
 
     from tailor.config import ModelConfig
-    from tailor.generate import GenerationSettings, generate_text
+    from tailor.generate import generate_text
     from tailor.models.load import load
     from tailor.tasks.multitask import choose_task
 
+    settings = _settings(max_new_tokens=max_new_tokens, temperature=temperature, top_k=top_k, top_p=top_p,
+                         repetition_penalty=repetition_penalty, stop=tuple(stop or ()), seed=seed)
     if (run / "tailor.json").is_file():  # a multitask run: the generative sub-task's name (its head is the LM head)
         choose_task(json.loads((run / "tailor.json").read_text())["task"], task, run)
     model, tok, _ = load(ModelConfig(path=str(run)))
     model.eval()
-    settings = GenerationSettings(max_new_tokens=max_new_tokens, temperature=temperature, top_k=top_k, top_p=top_p,
-                                  repetition_penalty=repetition_penalty, stop=tuple(stop or ()), seed=seed)
     generate_text(model, tok, prompt, settings, on_text=lambda s: (sys.stdout.write(s), sys.stdout.flush()))
     sys.stdout.write("\n")
 
@@ -268,13 +306,17 @@ def data_inspect(
 
 
 def _settings(**kwargs) -> object:
-    """GenerationSettings from options; a bad value is a user error (exit 2)."""
+    """GenerationSettings from options, checked before any model loads; a bad value is a user error (exit 2)
+    that names the option as typed (--max-new-tokens, not max_new_tokens)."""
+    import re
+
     from tailor.generate import GenerationSettings
 
     try:
         return GenerationSettings(**kwargs)
     except ValueError as e:
-        err.print(f"[red]error:[/] {e}", highlight=False)
+        flags = re.sub(r"\b(" + "|".join(kwargs) + r")\b", lambda m: "--" + m.group(1).replace("_", "-"), str(e))
+        err.print(f"[red]error:[/] {flags}", highlight=False)
         raise typer.Exit(2) from None
 
 
@@ -368,6 +410,7 @@ def compare(
     other: Annotated[Path | None, typer.Argument(help="a second run: fine-tuned vs fine-tuned on the same split")] = None,
     limit: Annotated[int, typer.Option(help="fixed and broken examples shown, each")] = 10,
     write: Annotated[bool, typer.Option(help="also write the comparison into RUN's report.md")] = True,
+    as_json: Json = False,
 ) -> None:
     """Pre-trained baseline vs fine-tuned (or two runs): metrics with deltas and the examples that changed."""
     from tailor.evaluate import compare as cmp
@@ -377,10 +420,13 @@ def compare(
     except cmp.CompareError as e:
         err.print(f"[red]error:[/] {e}", highlight=False)
         raise typer.Exit(2) from None
-    cmp.render(result, console)
+    if as_json:
+        print_json(cmp.to_json(result))
+    else:
+        cmp.render(result, console)
     if write:
         cmp.write_section(run / "report.md", cmp.to_markdown(result))
-        console.print(f"written to {run / 'report.md'}", highlight=False)
+        (err if as_json else console).print(f"written to {run / 'report.md'}", highlight=False)
 
 
 @app.command("eval")
@@ -389,29 +435,42 @@ def eval_run(
     run: Annotated[Path, typer.Argument(help="a finished run directory")],
     data: Annotated[Path, typer.Option(help="data file to score (same format and fields as the run's data)")],
     batch_size: Annotated[int | None, typer.Option(help="default: the run's eval.batch_size")] = None,
-    predictions: Annotated[Path | None, typer.Option(help="write per-example predictions here (JSONL)")] = None,
+    predictions: Annotated[Path | None, typer.Option(help="write per-example predictions here (JSONL; a new file)")] = None,
+    force: Annotated[bool, typer.Option(help="let --predictions replace an existing file")] = False,
     task: TaskName = None,
+    as_json: Json = False,
 ) -> None:
     """Score a finished run's model on another data file, after the same data checks as training."""
     from tailor.api import evaluate_file
     from tailor.data.readers import DataError
     from tailor.evaluate.compare import render_metrics, write_predictions
+    from tailor.rundir import META, unfinished
 
-    if not (run / "tailor.json").is_file():
-        err.print(f"[red]error:[/] {run} is not a finished run (no tailor.json); give a directory such as runs/sentiment-001",
-                  highlight=False)
+    if not (run / META).is_file():
+        err.print(f"[red]error:[/] {unfinished(run)}", highlight=False)
+        raise typer.Exit(2)
+    if predictions is not None and predictions.exists() and not force:  # before any work, not after it
+        err.print(f"[red]error:[/] --predictions {predictions} already exists; nothing was scored. Give a new file "
+                  "name, or --force to replace it", highlight=False)
         raise typer.Exit(2)
     try:
         result = evaluate_file(run, data, batch_size, task=task)
     except DataError as e:
         err.print(f"[red]error:[/] the data has problems; nothing was evaluated\n{e}", highlight=False)
         raise typer.Exit(2) from None
+    written = None
+    if predictions is not None and result["predictions"]:
+        write_predictions(predictions, result["predictions"], replace=force)
+        written = str(predictions)
+    if as_json:
+        keys = ("metrics", "examples", "trained_on", "warnings")
+        print_json({"run": str(run), "data": str(data), **{k: result[k] for k in keys}, "predictions": written})
+        return
     for w in result["warnings"][:10]:
         console.print(f"[yellow]warning[/] {w}", highlight=False)
     render_metrics(result["metrics"], console, f"{run.name} on {data} ({result['examples']} examples)")
-    if predictions is not None and result["predictions"]:
-        write_predictions(predictions, result["predictions"])
-        console.print(f"predictions: {predictions}", highlight=False)
+    if written:
+        console.print(f"predictions: {written}", highlight=False)
 
 
 @app.command()

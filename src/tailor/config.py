@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import Any, Literal
+from types import UnionType
+from typing import Any, Literal, Union, get_args, get_origin
 
 import yaml
 from pydantic import (
@@ -17,6 +18,8 @@ from pydantic import (
     model_validator,
 )
 
+from tailor.yamlfile import YamlFileError, read_mapping_file
+
 
 class ConfigError(Exception):
     """A user mistake in the configuration; str() lists every problem at once."""
@@ -26,19 +29,35 @@ class ConfigError(Exception):
         super().__init__(f"config {source}\n" + "\n".join(f"  {p}" for p in problems))
 
 
+def _takes_list(annotation: Any) -> bool:
+    """list[...] or list[...] | None, where a single name may stand for a list of one."""
+    options = get_args(annotation) if get_origin(annotation) in (Union, UnionType) else (annotation,)
+    return any(get_origin(a) is list for a in options) and all(get_origin(a) is list or a is type(None) for a in options)
+
+
 class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _one_as_list(cls, v: Any) -> Any:
+        """A single name where a list is expected is a list of one (report_to: tensorboard)."""
+        if isinstance(v, dict):
+            singles = [k for k, f in cls.model_fields.items() if isinstance(v.get(k), str) and _takes_list(f.annotation)]
+            if singles:
+                v = {**v, **{k: [v[k]] for k in singles}}
+        return v
 
 
 class ArchConfig(Strict):
     """A model initialised from scratch (no pre-trained weights)."""
 
-    family: Literal["gpt2", "llama", "gpt_neox"] = "gpt2"
+    family: Literal["gpt2", "llama", "gpt_neox"] = Field("gpt2", description="architecture family")
     n_layer: int = Field(4, gt=0, description="transformer blocks")
     n_embd: int = Field(256, gt=0, description="hidden width")
     n_head: int = Field(4, gt=0, description="attention heads")
     context: int = Field(256, gt=0, description="maximum sequence length")
-    dropout: float = Field(0.0, ge=0, lt=1)
+    dropout: float = Field(0.0, ge=0, lt=1, description="dropout probability of the new model")
     vocab_size: int | None = Field(None, gt=0, description="default: the tokenizer's size")
 
 
@@ -49,8 +68,9 @@ class ModelConfig(Strict):
     )
     arch: ArchConfig | None = Field(None, description="initialise this architecture from scratch")
     tokenizer: str | None = Field(None, description="tokenizer location if not beside the model")
-    trust_remote_code: bool = False
-    revision: str | None = None
+    trust_remote_code: bool = Field(
+        False, description="allow a hub model's own Python code to run (only for models you trust)")
+    revision: str | None = Field(None, description="hub model: a branch, tag or commit; default: main")
 
 
 class SplitConfig(Strict):
@@ -60,14 +80,17 @@ class SplitConfig(Strict):
 
 class DataConfig(Strict):
     train: list[str] = Field(default_factory=list, description="file(s) or folder(s)")
-    validation: list[str] = Field(default_factory=list)
-    test: list[str] = Field(default_factory=list)
+    validation: list[str] = Field(default_factory=list, description="file(s) or folder(s); default: split from train")
+    test: list[str] = Field(default_factory=list, description="file(s) or folder(s); default: split from train")
     split: SplitConfig = SplitConfig()
     fields: dict[str, str] = Field(
         default_factory=dict, description="canonical field -> column in your files, e.g. text: sentence"
     )
     max_length: int | None = Field(None, gt=0, description="tokens per example; default: the model's context")
     limit: int | None = Field(None, gt=0, description="use only the first N training records")
+    leakage: Literal["error", "drop", "keep"] = Field(
+        "error", description="validation/test examples that are also in your training files: stop (error), train "
+        "without those copies (drop), or train on them with a warning (keep); recorded in data.json and the report")
 
     @model_validator(mode="before")
     @classmethod
@@ -86,7 +109,7 @@ TaskType = Literal["lm", "classification", "regression", "qa", "chat", "multitas
 
 
 class TaskConfig(Strict):
-    type: TaskType = "lm"
+    type: TaskType = Field("lm", description="what the model learns to do")
     name: str | None = Field(None, description="task name (multitask: the head's name)")
     method: Literal["head", "generative"] = Field(
         "head", description="classification: a task layer, or the label words as the continuation"
@@ -94,8 +117,9 @@ class TaskConfig(Strict):
     labels: list[str] | None = Field(None, description="label names; default: from the training data")
     label_words: dict[str, str] | None = Field(None, description="generative: label -> text the model says")
     prompt: str | None = Field(None, description="generative template, e.g. 'Review: {text}\\nSentiment:'")
-    class_weights: Literal["none", "balanced"] | list[float] = "none"
-    label_smoothing: float = Field(0.0, ge=0, lt=1)
+    class_weights: Literal["none", "balanced"] | list[float] = Field(
+        "none", description="classification loss weights: none, balanced (inverse frequency) or one per label")
+    label_smoothing: float = Field(0.0, ge=0, lt=1, description="classification: share of the target spread over all labels")
     few_shot: int = Field(0, ge=0, description="baseline: k labelled examples in the prompt")
     loss_on: Literal["assistant", "last", "all"] = Field(
         "assistant", description="chat: which tokens are trained"
@@ -104,8 +128,9 @@ class TaskConfig(Strict):
         "extractive", description="qa: a span of the context (span head), or a generated answer (chat-style)")
     stride: int = Field(64, gt=0, description="extractive QA: overlap of context windows, in tokens")
     weight: float = Field(1.0, gt=0, description="multitask: loss weight")
-    data: DataConfig | None = Field(None, description="multitask: this sub-task's data")
-    tasks: list[TaskConfig] = Field(default_factory=list, description="multitask: the sub-tasks")
+    data: DataConfig | None = Field(None, description="multitask: this sub-task's data (the keys of data:)")
+    tasks: list[TaskConfig] = Field(default_factory=list, description="multitask: the sub-tasks (each with the keys of "
+                                    "task:, and its own name and data)")
     sampling: Literal["proportional", "uniform", "temperature"] = Field(
         "proportional", description="multitask: which task each batch holds; by data size, uniform, or "
         "p ∝ size^(1/temperature)")
@@ -129,14 +154,16 @@ class TaskConfig(Strict):
 
 
 class LoraSettings(Strict):
-    r: int = Field(8, gt=0)
-    alpha: float = Field(16, gt=0)
+    r: int = Field(8, gt=0, description="rank of the adapter matrices")
+    alpha: float = Field(16, gt=0, description="scaling: the adapter's update is multiplied by alpha / r")
     dropout: float = Field(0.0, ge=0, lt=1, description="dropout on the adapters' input; 0 keeps no extra copy of it")
     target_modules: list[str] | None = Field(None, description="default: per-architecture attention/MLP")
 
 
 class StrategyConfig(Strict):
-    name: Literal["full", "head", "top_k", "llrd", "gradual", "lora"] = "full"
+    name: Literal["full", "head", "top_k", "llrd", "gradual", "lora"] = Field(
+        "full", description="which parameters train: all, task layers only, the top k blocks, all with layer-wise lr "
+        "decay, gradual unfreezing, or LoRA adapters")
     k: int = Field(2, ge=0, description="top_k: number of top blocks that train")
     decay: float = Field(0.8, gt=0, le=1, description="llrd: lr multiplier per block of depth")
     head_lr_mult: float = Field(1.0, gt=0, description="task layers' lr = train.lr * this")
@@ -149,25 +176,27 @@ class StrategyConfig(Strict):
 
 class EarlyStopping(Strict):
     patience: int | None = Field(None, gt=0, description="evaluations without improvement")
-    min_delta: float = Field(0.0, ge=0)
+    min_delta: float = Field(0.0, ge=0, description="smallest change of train.metric that counts as improvement")
 
 
 class TrainConfig(Strict):
-    epochs: float = Field(3.0, gt=0)
+    epochs: float = Field(3.0, gt=0, description="passes over the training data (fractions allowed)")
     max_steps: int | None = Field(None, gt=0, description="stop after this many optimiser steps")
     batch_size: int = Field(16, gt=0, description="examples per forward pass")
     grad_accum: int = Field(1, gt=0, description="forward passes per optimiser step")
     lr: float | None = Field(None, gt=0, description="peak learning rate; default per task")
-    optimizer: Literal["adamw", "sgd", "adafactor"] = "adamw"
-    weight_decay: float = Field(0.01, ge=0)
-    momentum: float = Field(0.9, ge=0, lt=1)
-    schedule: Literal["linear", "cosine", "constant"] = "linear"
+    optimizer: Literal["adamw", "sgd", "adafactor"] = Field("adamw", description="the optimiser")
+    weight_decay: float = Field(0.01, ge=0, description="decoupled weight decay (not on biases and norms)")
+    momentum: float = Field(0.9, ge=0, lt=1, description="sgd: momentum")
+    schedule: Literal["linear", "cosine", "constant"] = Field(
+        "linear", description="learning rate after warm-up: linear or cosine decay to zero, or constant")
     warmup: float = Field(0.05, ge=0, description="fraction of steps (<1) or a step count")
-    max_grad_norm: float | None = Field(1.0, gt=0)
+    max_grad_norm: float | None = Field(1.0, gt=0, description="clip the gradient norm to this; empty: no clipping")
     dropout: float | None = Field(None, ge=0, lt=1, description="override the model's dropout")
-    precision: Literal["auto", "bf16", "fp32"] = "auto"
+    precision: Literal["auto", "bf16", "fp32"] = Field(
+        "auto", description="auto: bf16 autocast where the hardware runs it fast, else fp32")
     eval_every: int | None = Field(None, gt=0, description="steps; default: 4 times per run")
-    log_every: int = Field(10, gt=0)
+    log_every: int = Field(10, gt=0, description="steps between lines of metrics.jsonl")
     metric: str | None = Field(None, description="metric that picks the best checkpoint")
     early_stopping: EarlyStopping = EarlyStopping()
     save_every: int | None = Field(
@@ -207,20 +236,21 @@ class TrainConfig(Strict):
 
 class EvalConfig(Strict):
     baseline: bool = Field(True, description="also score the pre-trained model on the same split")
-    batch_size: int = Field(32, gt=0)
+    batch_size: int = Field(32, gt=0, description="examples per forward pass when scoring")
     max_examples: int | None = Field(
         None, gt=0, description="cap on validation examples during training; chat / generative QA default: 64")
     max_new_tokens: int = Field(64, gt=0, description="generative evaluation")
     samples: int = Field(8, ge=0, description="sample generations shown in the report")
 
 
+NAME_MAX = 100  # characters of a run name: runs/<name>-<nnn> must fit a file name (255 bytes)
 TASK_LR = {"lm": 3e-4, "classification": 5e-4, "regression": 5e-4, "qa": 5e-4, "chat": 3e-4, "multitask": 5e-4}
 
 
 class RunConfig(Strict):
-    name: str = Field("run", description="runs/<name>-<nnn>/")
-    output_dir: str = "runs"
-    seed: int = 0
+    name: str = Field("run", max_length=NAME_MAX, description="runs/<name>-<nnn>/; default: the config file's name")
+    output_dir: str = Field("runs", description="folder of the run directories (and registry.sqlite)")
+    seed: int = Field(0, ge=0, le=2**32 - 1, description="seeds the split, initialisation, order and dropout")
     model: ModelConfig = ModelConfig()
     data: DataConfig = DataConfig()
     task: TaskConfig = TaskConfig()
@@ -303,8 +333,8 @@ def multitask_problems(cfg: RunConfig) -> list[str]:
         if not sub.name:
             problems.append(f"{key}.name: every sub-task needs a name (its head and metrics, e.g. NAME/accuracy, "
                             "are saved under it)")
-        elif not NAME_CHARS.match(sub.name):
-            problems.append(f"{key}.name: use letters, digits, _ and - only (got {sub.name!r})")
+        elif not NAME_CHARS.match(sub.name) or len(sub.name) > NAME_MAX:
+            problems.append(f"{key}.name: use letters, digits, _ and - only, at most {NAME_MAX} (got {sub.name!r})")
         elif sub.name in seen:
             problems.append(f"{key}.name: {sub.name!r} is already the name of task.tasks.{seen[sub.name]}; "
                             "every sub-task needs its own name")
@@ -382,8 +412,12 @@ def describe_error(err: dict) -> str:
         op = {"greater_than": ">", "greater_than_equal": ">=", "less_than": "<", "less_than_equal": "<="}
         bound = f"{next(iter(err['ctx'].values())):g}"
         return f"{loc}: must be {op[kind]} {bound} (got {got!r})"
+    if kind == "string_too_long":
+        limit = err["ctx"]["max_length"]
+        return f"{loc}: at most {limit} characters (got {len(got)}); it names a folder, so keep it short"
     msg = err["msg"].removeprefix("Value error, ")
-    return f"{loc}: {msg} (got {got!r})" if loc else msg
+    shown = repr(got) if len(repr(got)) <= 80 else repr(got)[:77] + "..."
+    return f"{loc}: {msg} (got {shown})" if loc else msg
 
 
 def validate(raw: dict, source: str = "<config>") -> RunConfig:
@@ -398,22 +432,28 @@ def validate(raw: dict, source: str = "<config>") -> RunConfig:
     return cfg
 
 
+def read_yaml(path: Path, source: str) -> dict:
+    """A config file as a mapping; ConfigError for a missing, empty, invalid or ambiguous (repeated key) file."""
+    try:
+        raw = read_mapping_file(path)
+    except YamlFileError as e:
+        raise ConfigError(source, [str(e)]) from None
+    if raw is None:
+        raise ConfigError(source, ["the config is empty (nothing but blanks or comments); a run config needs at "
+                                   "least model, task and data, e.g.\n    model: tailor-tiny\n    task: lm\n"
+                                   "    data: {train: my_texts/}"])
+    if not isinstance(raw, dict):
+        raise ConfigError(source, ["the top level must be a mapping of sections (model, data, task, ...)"])
+    return raw
+
+
 def load_config(path: str | Path | None, overrides: list[str] = ()) -> RunConfig:
     """Read YAML (or nothing), apply dotted overrides, validate, fill per-task defaults."""
     raw: dict = {}
     source = str(path) if path else "<command line>"
     if path is not None:
         p = Path(path)
-        if not p.is_file():
-            raise ConfigError(source, [f"file not found: {p} (give the path to a YAML config)"])
-        try:
-            raw = yaml.safe_load(p.read_text()) or {}
-        except yaml.YAMLError as e:
-            mark = getattr(e, "context_mark", None) or getattr(e, "problem_mark", None)
-            where = f"line {mark.line + 1}: " if mark else ""
-            raise ConfigError(source, [f"{where}not valid YAML ({getattr(e, 'problem', e)})"]) from None
-        if not isinstance(raw, dict):
-            raise ConfigError(source, ["the top level must be a mapping of sections (model, data, task, ...)"])
+        raw = read_yaml(p, source)
         raw.setdefault("name", p.stem)
         _relative_paths(raw, p.parent)
     extra, problems = parse_overrides(list(overrides))

@@ -9,8 +9,10 @@ from pathlib import Path
 
 from tailor.config import ModelConfig
 from tailor.models.load import ModelLoadError, load, locate
-from tailor.rundir import write_json
+from tailor.rundir import unfinished, write_json
 from tailor.train.checkpoint import replace_dir
+
+EXPORT = "export.json"  # what was exported, and the files tailor wrote (so --force knows what is its own)
 
 
 class ExportError(Exception):
@@ -58,16 +60,39 @@ def export_run(run: str | Path, out: str | Path, merge: bool = False, force: boo
         shutil.copy2(run / "heads.safetensors", tmp / "heads.safetensors")
         result.notes.append("task layers (heads.safetensors) are not part of a causal LM: copied beside it; "
                             "tailor commands that use them take the run directory")
-    write_json(tmp / "export.json", {"run": str(run.resolve()), "merged": result.merged, "base": meta.get("base"),
-                                     "task": meta.get("task"), "strategy": meta.get("strategy")})
-    replace_dir(tmp, out)
+    files = sorted(str(f.relative_to(tmp)) for f in tmp.rglob("*") if f.is_file())
+    write_json(tmp / EXPORT, {"run": str(run.resolve()), "merged": result.merged, "base": meta.get("base"),
+                              "task": meta.get("task"), "strategy": meta.get("strategy"), "files": [*files, EXPORT]})
+    aside = _move_aside(out)
+    if aside is not None:
+        result.notes.append(f"--force: {out} held files tailor did not write there; all it held was moved to {aside}")
+    replace_dir(tmp, out)  # an earlier export of tailor's own, if that is all there was, is replaced
     return result
+
+
+def _move_aside(out: Path) -> Path | None:
+    """Before --force replaces `out`: if it holds anything but an earlier export's own files (export.json lists
+    them), move the whole folder to a new sibling, <out>.before-export[-N]; nothing is deleted. Returns that path."""
+    if not out.is_dir() or not any(out.iterdir()):
+        return None
+    try:
+        ours = set(json.loads((out / EXPORT).read_text()).get("files") or [])
+    except (OSError, ValueError, AttributeError):
+        ours = set()
+    present = {str(f.relative_to(out)) for f in out.rglob("*") if not f.is_dir()}
+    if present <= ours:
+        return None
+    aside, n = out.with_name(out.name + ".before-export"), 1
+    while aside.exists():
+        n += 1
+        aside = out.with_name(f"{out.name}.before-export-{n}")
+    out.rename(aside)
+    return aside
 
 
 def _run_meta(run: Path) -> dict:
     if not (run / "tailor.json").is_file() or not (run / "model").is_dir():
-        raise ExportError(f"{run} is not a finished run (no tailor.json and model/); "
-                          "give a run directory such as runs/sentiment-001")
+        raise ExportError(unfinished(run))
     return json.loads((run / "tailor.json").read_text())
 
 
@@ -79,7 +104,8 @@ def _check_target(run: Path, out: Path, force: bool) -> None:
     if out.exists() and not out.is_dir():
         raise ExportError(f"--out {out}: is a file; give a directory")
     if out.is_dir() and any(out.iterdir()) and not force:
-        raise ExportError(f"--out {out}: directory is not empty; choose another or pass --force to replace it")
+        raise ExportError(f"--out {out}: directory is not empty; choose another, or pass --force to replace it "
+                          "(files tailor did not write there are moved aside, never deleted)")
 
 
 def _check_base(meta: dict) -> list[str]:

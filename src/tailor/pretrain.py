@@ -7,7 +7,6 @@ import shutil
 import tempfile
 from pathlib import Path
 
-import yaml
 from pydantic import Field
 from rich.console import Console
 
@@ -20,6 +19,7 @@ from tailor.config import (
     describe_error,
     merge,
     parse_overrides,
+    read_yaml,
 )
 
 
@@ -49,7 +49,7 @@ EOS = "<|endoftext|>"
 def load_pretrain_config(path: str | Path | None, overrides: list[str] = ()) -> PretrainConfig:
     from pydantic import ValidationError
 
-    raw = yaml.safe_load(Path(path).read_text()) if path else {}
+    raw = read_yaml(Path(path), str(path)) if path else {}
     extra, problems = parse_overrides(list(overrides))
     if problems:
         raise ConfigError(str(path), problems)

@@ -5,7 +5,9 @@ from __future__ import annotations
 import contextvars
 import hashlib
 import json
+import os
 import platform
+import socket
 import sqlite3
 import sys
 from collections.abc import Callable
@@ -16,18 +18,13 @@ from typing import Any
 
 from tailor import registry
 from tailor.config import RunConfig
-from tailor.rundir import write_json
+from tailor.rundir import CONFIG, ENV, LOCK, META, RunError, is_live, is_run_dir, write_json
 from tailor.train.checkpoint import checkpoint_step
 from tailor.train.guards import TrainingInterrupted
 
-ENV = "env.json"
 BASELINE = "baseline.json"
 PACKAGES = ("torch", "transformers", "peft", "accelerate", "tokenizers", "safetensors", "numpy")
 _current: contextvars.ContextVar[Path | None] = contextvars.ContextVar("tailor_run", default=None)
-
-
-class RunError(Exception):
-    """A run cannot be resumed or reproduced as asked; the message says why and what to do."""
 
 
 def _version(package: str) -> str | None:
@@ -165,9 +162,12 @@ def load_baseline(run: Path, summary: dict, rows: dict, task: Any) -> bool:
 
 
 def reopen_run(run: Path, files: dict[str, str], split_ids: dict[str, list[str]]) -> Path:
-    """Check that `run` can resume on this data (same files, same split) and cut metrics.jsonl back to its checkpoint."""
+    """Check that `run` can resume on this data (same files, same split) and cut metrics.jsonl back to its checkpoint.
+
+    The caller holds the run (rundir.hold_run), so no live process works in it.
+    """
     running = registry.find_run(run.parent, str(run))
-    if running is not None and running["status"] == "running":
+    if running is not None and running["status"] == "running" and (running["pid"], running["host"]) != (os.getpid(), socket.gethostname()):
         raise RunError(f"{run} is still running (process {running['pid']} on {running['host']}); stop it first")
     saved = json.loads((run / "data.json").read_text()).get("files", {}) if (run / "data.json").is_file() else {}
     changed = [f for f, h in saved.items() if files.get(f) != h]
@@ -195,3 +195,45 @@ def truncate_metrics(path: Path, step: int) -> None:
     tmp = path.with_name(path.name + ".tmp")
     tmp.write_text("".join(x + "\n" for x in kept))
     tmp.replace(path)
+
+
+# ------------------------------------------------------------------ a registry row from the run directory itself
+
+
+def _read_json(path: Path) -> dict:
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def row_from_disk(run: Path) -> dict | None:
+    """The registry row a run directory's own files imply (rebuilding an unreadable registry); None if not a run."""
+    import yaml
+
+    if not is_run_dir(run):
+        return None
+    try:
+        cfg = yaml.safe_load((run / CONFIG).read_text()) or {}
+    except (OSError, yaml.YAMLError):
+        cfg = {}
+    model, env, meta = cfg.get("model") or {}, _read_json(run / ENV), _read_json(run / META)
+    summary = _read_json(run / "metrics.json")
+    finished = bool(summary) and bool(meta)
+    live = not finished and is_live(run)
+    pid, _, host = ((run / LOCK).read_text().strip().partition(" ") if live else ("", "", ""))
+    arch = model.get("arch")
+    return {
+        "path": str(run.resolve()), "name": run.name,
+        "status": "finished" if finished else "running" if live else "interrupted",
+        "pid": int(pid) if pid.isdigit() else None, "pid_start": registry.process_start(int(pid)) if pid.isdigit() else None,
+        "host": host or None, "task": (cfg.get("task") or {}).get("type"), "strategy": (cfg.get("strategy") or {}).get("name"),
+        "base_model": f"scratch:{arch.get('family')}" if isinstance(arch, dict) else model.get("path"),
+        "lineage": meta.get("lineage"), "config_hash": env.get("config_hash"),
+        "data_hashes": _read_json(run / "data.json").get("files"), "started": (run / CONFIG).stat().st_mtime,
+        "ended": (run / "metrics.json").stat().st_mtime if finished else None,
+        "metrics": {k: summary.get(k) for k in ("metric", "fine_tuned", "baseline", "train")} if finished else None,
+        "message": None if finished or live else "recovered from the run directory when the registry was rebuilt",
+        "resumes": len(env.get("resumed_in") or []),
+    }

@@ -13,6 +13,7 @@ from rich.console import Console
 from rich.table import Table
 
 from tailor import registry
+from tailor.rundir import CONFIG, MARKS, hold_run, is_run_dir
 from tailor.runrecord import ENV, RunError, config_hash, environment
 from tailor.train.checkpoint import checkpoint_step
 
@@ -20,30 +21,40 @@ RTOL, ATOL = 1e-4, 1e-6  # "within tolerance" for reproduced metrics
 
 
 def resolve_run(ref: str | Path, root: str | Path = "runs") -> Path:
-    """A run directory from its path, or from its name in the registry of `root`."""
+    """A run directory from its path, or from its name in the registry of `root`; only a folder tailor made for a
+    run counts (a project folder that merely holds a config.yaml is not one, and is never written to)."""
     path = Path(ref)
-    if (path / "config.yaml").is_file():
+    if is_run_dir(path):
         return path
+    if path.is_dir() and (path / CONFIG).is_file():
+        raise RunError(f"{ref} is not a tailor run: it holds a {CONFIG} but none of the files a run writes "
+                       f"({', '.join(MARKS)}); nothing was changed there. To train with that config: "
+                       f"tailor train {path / CONFIG}")
     row = registry.find_run(Path(root), str(ref))
-    if row is not None and (Path(row["path"]) / "config.yaml").is_file():
+    if row is not None and is_run_dir(Path(row["path"])):
         return Path(row["path"])
-    raise RunError(f"{ref}: not a run directory (no config.yaml there) and no run of that name in "
+    raise RunError(f"{ref}: not a run directory and no run of that name in "
                    f"{Path(root) / registry.FILE}; `tailor runs` lists the runs")
 
 
 def resume_run(ref: str | Path, console: Console) -> Any:
-    """Continue a run from its last complete checkpoint, with its own config and data; None if it had finished."""
+    """Continue a run from its last complete checkpoint, with its own config and data; None if it had finished.
+
+    The run is held (run.lock) before anything in it is read or written: a run another process is still
+    training is refused untouched.
+    """
     from tailor.api import train
     from tailor.config import load_config
 
     run = resolve_run(ref)
-    if (run / "metrics.json").is_file():
-        console.print(f"{run} has finished (metrics.json is written); nothing to resume", highlight=False)
-        return None
-    step = checkpoint_step(run / "checkpoints" / "last")
-    console.print(f"resuming {run} " + (f"from step {step}" if step is not None else
-                                        "from the start (it stopped before its first checkpoint)"), highlight=False)
-    return train(load_config(run / "config.yaml"), console, resume=run)
+    with hold_run(run):
+        if (run / "metrics.json").is_file():
+            console.print(f"{run} has finished (metrics.json is written); nothing to resume", highlight=False)
+            return None
+        step = checkpoint_step(run / "checkpoints" / "last")
+        console.print(f"resuming {run} " + (f"from step {step}" if step is not None else
+                                            "from the start (it stopped before its first checkpoint)"), highlight=False)
+        return train(load_config(run / CONFIG), console, resume=run)
 
 
 def reproduce_run(ref: str | Path, console: Console) -> tuple[Any, list[dict]]:
@@ -181,13 +192,59 @@ def headline(metrics: dict | None) -> str:
     return f"{name} {_num(value)} ({split})" if value is not None else "-"
 
 
+_COLUMNS = ("name", "status", "task", "strategy", "base model", "started", "took", "result")
+
+
+def _cells(r: dict) -> list[str]:
+    return [r["name"], r["status"], r["task"] or "-", r["strategy"] or "-", r["base_model"] or "-", _when(r["started"]),
+            _duration(r), headline(r["metrics"])]
+
+
 def render_runs(rows: list[dict], console: Console) -> None:
-    table = Table("name", "status", "task", "strategy", "base model", "started", "took", "result", title="runs")
+    """The runs as a table; piped (not a terminal), as plain aligned columns that are never cut short."""
+    if not rows:
+        console.print("no runs recorded here yet")
+        return
+    if not console.is_terminal:
+        lines = [list(_COLUMNS)] + [_cells(r) for r in rows]
+        widths = [max(len(line[i]) for line in lines) for i in range(len(_COLUMNS))]
+        for line in lines:
+            console.out("  ".join(c.ljust(w) for c, w in zip(line, widths, strict=True)).rstrip(), highlight=False)
+        return
+    table = Table(*_COLUMNS, title="runs")
     colour = {"running": "cyan", "finished": "green", "failed": "red", "interrupted": "yellow"}
     for r in rows:
-        table.add_row(r["name"], f"[{colour.get(r['status'], 'white')}]{r['status']}[/]", r["task"] or "-",
-                      r["strategy"] or "-", r["base_model"] or "-", _when(r["started"]), _duration(r), headline(r["metrics"]))
-    console.print(table if rows else "no runs recorded here yet")
+        cells = _cells(r)
+        cells[1] = f"[{colour.get(r['status'], 'white')}]{r['status']}[/]"
+        table.add_row(*cells)
+    console.print(table)
+
+
+def _iso(t: float | None) -> str | None:
+    return time.strftime("%Y-%m-%dT%H:%M:%S%z", time.localtime(t)) if t else None
+
+
+def run_record(row: dict) -> dict:
+    """One run for scripts (`tailor runs --json`): the same keys for every run, None where unknown."""
+    metrics = row.get("metrics") or {}
+    tuned, name = metrics.get("fine_tuned") or {}, metrics.get("metric")
+    split = "test" if tuned.get("test") else "validation" if tuned.get("validation") else None
+    end = row.get("ended") or (time.time() if row["status"] == "running" else None)
+    return {"name": row["name"], "path": row["path"], "status": row["status"], "task": row.get("task"),
+            "strategy": row.get("strategy"), "base_model": row.get("base_model"), "started": _iso(row.get("started")),
+            "ended": _iso(row.get("ended")), "seconds": round(end - row["started"], 1) if end and row.get("started") else None,
+            "metric": name, "split": split, "value": tuned.get(split, {}).get(name) if split and name else None,
+            "message": row.get("message"), "pid": row.get("pid"), "host": row.get("host"), "resumes": row.get("resumes") or 0}
+
+
+def run_details(row: dict) -> dict:
+    """`tailor runs show --json`: the run's record, its final metrics, lineage and how to resume it."""
+    run = Path(row["path"])
+    step = checkpoint_step(run / "checkpoints" / "last") if row["status"] in ("interrupted", "failed") else None
+    resumable = row["status"] in ("interrupted", "failed") and (run / CONFIG).is_file()
+    return {**run_record(row), "config": config_facts(run), "metrics": row.get("metrics"),
+            "lineage": row.get("lineage") or [], "checkpoint_step": step,
+            "resume": f"tailor resume {run}" if resumable else None}
 
 
 def render_run(row: dict, console: Console) -> None:
@@ -210,21 +267,34 @@ def render_run(row: dict, console: Console) -> None:
         console.print(f"  resume {where}{fix}: [bold]tailor resume {run}[/]", highlight=False)
 
 
+def config_facts(run: Path) -> dict:
+    """The settings `runs show` names, from the run's config.yaml ({} if it is missing or unreadable)."""
+    try:
+        c = yaml.safe_load((run / CONFIG).read_text()) or {}
+    except (OSError, yaml.YAMLError):
+        return {}
+    if not isinstance(c, dict):
+        return {}
+    model, task, t = c.get("model") or {}, c.get("task") or {}, c.get("train") or {}
+    return {"model": model.get("path"), "task": task.get("type"), "strategy": (c.get("strategy") or {}).get("name"),
+            "seed": c.get("seed"), "lr": t.get("lr"), "batch_size": t.get("batch_size"), "grad_accum": t.get("grad_accum"),
+            "max_steps": t.get("max_steps"), "epochs": t.get("epochs"), "precision": t.get("precision"),
+            "data": (c.get("data") or {}).get("train") or _task_data(task)}
+
+
 def config_summary(run: Path) -> list[str]:
-    path = run / "config.yaml"
-    if not path.is_file():
-        return ["(config.yaml is missing)"]
-    c = yaml.safe_load(path.read_text())
-    t = c["train"]
-    length = f"{t['max_steps']} steps" if t.get("max_steps") else f"{t['epochs']} epochs"
-    return [f"model {c['model']['path']}, task {c['task']['type']}, strategy {c['strategy']['name']}, seed {c['seed']}",
-            f"lr {t['lr']}, batch {t['batch_size']} x {t['grad_accum']}, {length}, precision {t['precision']}",
-            f"data {', '.join(c['data']['train'] or _task_data(c['task']))}"]
+    f = config_facts(run)
+    if not f:
+        return [f"({CONFIG} is missing or unreadable)"]
+    length = f"{f['max_steps']} steps" if f["max_steps"] else f"{f['epochs']} epochs"
+    return [f"model {f['model']}, task {f['task']}, strategy {f['strategy']}, seed {f['seed']}",
+            f"lr {f['lr']}, batch {f['batch_size']} x {f['grad_accum']}, {length}, precision {f['precision']}",
+            f"data {', '.join(f['data'])}"]
 
 
 def _task_data(task: dict) -> list[str]:
     """A multitask config's data: NAME: file(s) per sub-task."""
-    return [f"{t['name']}: " + ", ".join(t["data"]["train"]) for t in task.get("tasks") or []]
+    return [f"{t.get('name')}: " + ", ".join((t.get("data") or {}).get("train") or []) for t in task.get("tasks") or []]
 
 
 def _render_metrics(metrics: dict | None, console: Console) -> None:

@@ -9,13 +9,10 @@ import string
 import unicodedata
 from collections import Counter
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass
 from typing import Literal
 
 import numpy as np
-from rich.console import Console
-from rich.table import Table
-from rich.text import Text
 
 from tailor.data.readers import META, Problem
 
@@ -163,6 +160,16 @@ def check_schema(records: list[dict], schema: Schema) -> list[Problem]:
     return sorted(problems, key=lambda p: (p.file, p.line or 0))
 
 
+# the fields that give a task's data away, most telling first: (task, fields every record of it has)
+_FORMATS = (("chat", ("messages",)), ("qa", ("question", "context")), ("classification", ("text", "label")),
+            ("lm", ("text",)))
+
+
+def guess_task(columns: set[str]) -> str | None:
+    """The task whose data format these columns look like (chat: messages; qa: question + context; ...)."""
+    return next((task for task, need in _FORMATS if set(need) <= columns), None)
+
+
 def _missing_problems(
     name: str, missing: dict[str, list[dict]], per_file: Counter
 ) -> list[Problem]:
@@ -170,10 +177,16 @@ def _missing_problems(
     problems = []
     for file, recs in missing.items():
         if len(recs) == per_file[file] and len(recs) > 1:
-            columns = ", ".join(k for k in recs[0] if k not in META) or "none"
-            msg = f"missing from all {len(recs)} records; the columns are: {columns}. Rename one, "
+            columns = [k for k in recs[0] if k not in META]
+            msg = f"missing from all {len(recs)} records; the columns are: {', '.join(columns) or 'none'}. "
+            looks = guess_task(set(columns))
+            if looks is not None and name not in columns:
+                msg += (f"The records look like {looks} data: set task: {looks} in the config "
+                        f"(tailor data check: --task {looks}); or rename a column, ")
+            else:
+                msg += "Rename one, "
             msg += f"or map it with data.fields (e.g. {name}: <your column>)"
-            problems.append(Problem("error", file, None, name, msg))
+            problems.append(Problem("error", file, None, name, msg, kind="missing field"))
         else:
             msg = f"missing; every record needs '{name}'"
             problems += [Problem("error", *_where(r), name, msg) for r in recs]
@@ -227,7 +240,7 @@ def check_label_coverage(splits: dict[str, list[dict]], label_field: str) -> lis
         if n < 2:
             first = next(r for r in train_records if str(r.get(label_field)) == label)
             msg = f"label {label!r} has only {n} training example; {_RARE}"
-            problems.append(Problem("warning", *_where(first), label_field, msg))
+            problems.append(Problem("warning", *_where(first), label_field, msg, kind="rare label"))
     return problems
 
 
@@ -246,7 +259,7 @@ def _digest(text: str) -> int:
     return int.from_bytes(hashlib.blake2b(text.encode("utf-8"), digest_size=8).digest(), "big")
 
 
-def _key_text(key: Callable[[dict], str], record: dict) -> str:
+def key_text(key: Callable[[dict], str], record: dict) -> str:
     """The text a record is compared by; records the key cannot read (schema errors) compare as ''."""
     try:
         value = key(record)
@@ -255,8 +268,9 @@ def _key_text(key: Callable[[dict], str], record: dict) -> str:
     return value if isinstance(value, str) else "" if value is None else str(value)
 
 
-def find_duplicates(splits: dict[str, list[dict]], key: Callable[[dict], str]) -> list[Problem]:
-    """Exact and near-exact duplicates within a split (warning) and across splits (train leak: error).
+def find_duplicates(splits: dict[str, list[dict]], key: Callable[[dict], str], leakage: str = "error") -> list[Problem]:
+    """Exact and near-exact duplicates within a split (warning) and across splits (train leak: an error, or a
+    warning with data.leakage keep).
 
     One pass, a 64-bit hash per distinct normalized text; the first occurrence is the one pointed to.
     """
@@ -268,16 +282,16 @@ def find_duplicates(splits: dict[str, list[dict]], key: Callable[[dict], str]) -
     for n, split in enumerate(order):
         seen[split] = {}
         for i, r in enumerate(splits[split]):
-            raw = _key_text(key, r)
+            raw = key_text(key, r)
             norm = normalize_text(raw)
             if not norm:
                 continue
             h = _digest(norm)
             for other in (*order[:n], split):
                 j = seen[other].get(h)
-                if j is not None and normalize_text(_key_text(key, splits[other][j])) == norm:
-                    exact = _key_text(key, splits[other][j]) == raw
-                    problems.append(_duplicate(split, r, i, other, splits[other][j], j, exact))
+                if j is not None and normalize_text(key_text(key, splits[other][j])) == norm:
+                    exact = key_text(key, splits[other][j]) == raw
+                    problems.append(_duplicate(split, r, i, other, splits[other][j], j, exact, leakage))
                     break
             else:
                 seen[split][h] = i
@@ -286,21 +300,27 @@ def find_duplicates(splits: dict[str, list[dict]], key: Callable[[dict], str]) -
 
 _NEAR = "same text ignoring case, punctuation and spacing"
 _LEAK = "the model would be scored on an example it trained on"
+LEAKAGE_FIX = "remove one, or set data.leakage: drop (train without the copy) or keep (train on it anyway)"
 
 
-def _duplicate(split: str, r: dict, i: int, other: str, o: dict, j: int, exact: bool) -> Problem:
+def _duplicate(split: str, r: dict, i: int, other: str, o: dict, j: int, exact: bool, leakage: str) -> Problem:
     file, line = _where(r, i)
     other_file, other_line = _where(o, j)
     where = f"{other} line {other_line}" + (f" of {other_file}" if other_file != file else "")
     what = "duplicates" if exact else f"is a near-duplicate ({_NEAR}) of"
     severity: Literal["error", "warning"]
     if other == "train" and split != "train":
-        why, severity = f"leakage: {_LEAK}; remove one", "error"
+        kind = "leakage"
+        if leakage == "keep":
+            why, severity = f"leakage kept as data.leakage says: {_LEAK}", "warning"
+        else:
+            why, severity = f"leakage: {_LEAK}; {LEAKAGE_FIX}", "error"
     elif other != split:
-        why, severity = "the same example is scored twice; remove one", "warning"
+        why, severity, kind = "the same example is scored twice; remove one", "warning", "duplicate across evaluation splits"
     else:
         why, severity = "it counts twice; remove one unless that is intended", "warning"
-    return Problem(severity, file, line, None, f"{split} line {line} {what} {where} ({why})")
+        kind = f"duplicate within {split}"
+    return Problem(severity, file, line, None, f"{split} line {line} {what} {where} ({why})", kind=kind)
 
 
 def _nearest_rank(sorted_values: np.ndarray, q: float) -> int:
@@ -345,84 +365,3 @@ def token_statistics(
         "splits": per_split,
         "train_tokens_total": int(round(train_kept * epochs)),
     }
-
-
-def estimate_time(train_tokens_total: int, tokens_per_second: float) -> str:
-    """A rough human duration for training on this many tokens, e.g. 'about 4 min'."""
-    if tokens_per_second <= 0:
-        return "unknown"
-    minutes = train_tokens_total / tokens_per_second / 60
-    if minutes < 1:
-        return "under a minute"
-    if minutes < 90:
-        return f"about {round(minutes)} min"
-    hours = minutes / 60
-    if hours < 48:
-        return f"about {hours:.1f} h".replace(".0 h", " h")
-    return f"about {round(hours / 24)} days"
-
-
-@dataclass
-class DataReport:
-    """Everything the data checks found: problems, token statistics, split sizes."""
-
-    problems: list[Problem]
-    stats: dict = field(default_factory=dict)
-    splits: dict[str, int] = field(default_factory=dict)
-
-    def errors(self) -> list[Problem]:
-        return [p for p in self.problems if p.severity == "error"]
-
-    def warnings(self) -> list[Problem]:
-        return [p for p in self.problems if p.severity == "warning"]
-
-    def to_json(self, limit: int = 1000) -> dict:
-        """For data.json: sizes, statistics, counts, and the first `limit` problems of each severity."""
-        errors, warnings = self.errors(), self.warnings()
-        return {
-            "splits": self.splits,
-            "token_statistics": self.stats,
-            "n_errors": len(errors),
-            "n_warnings": len(warnings),
-            "errors": [asdict(p) for p in errors[:limit]],
-            "warnings": [asdict(p) for p in warnings[:limit]],
-        }
-
-
-def render_report(report: DataReport, console: Console, limit: int = 20) -> None:
-    """Errors, then warnings (file:line, at most `limit` of each), then token statistics per split."""
-    errors, warnings = report.errors(), report.warnings()
-    for severity, style, items in (("error", "red", errors), ("warning", "yellow", warnings)):
-        for p in items[:limit]:
-            console.print(Text.assemble((f"{severity}: ", style), str(p)))
-        if len(items) > limit:
-            console.print(Text(f"... and {len(items) - limit} more {severity}s", style=style))
-    n_err, n_warn = len(errors), len(warnings)
-    summary = f"{n_err} error(s), {n_warn} warning(s)" if report.problems else "no problems found"
-    console.print(Text(summary, style="red" if n_err else "yellow" if n_warn else "green"))
-    per_split = report.stats.get("splits", {})
-    if not per_split and not report.splits:
-        return
-    table = Table(title=f"tokens per example (max_length {report.stats.get('max_length', '?')})")
-    for column in ("split", "examples", "mean", "p50", "p95", "max", "tokens", "truncated"):
-        table.add_column(column, justify="left" if column == "split" else "right")
-    for split in dict.fromkeys([*report.splits, *per_split]):
-        s = per_split.get(split, {})
-        count = report.splits.get(split, s.get("count", 0))
-        if not s.get("count"):
-            table.add_row(split, f"{count:,}", *["-"] * 6)
-            continue
-        truncated = f"{s['n_truncated']:,} ({s['truncated_fraction']:.0%})"
-        numbers = (
-            f"{s['mean']:.1f}",
-            str(s["p50"]),
-            str(s["p95"]),
-            str(s["max"]),
-            f"{s['total']:,}",
-        )
-        table.add_row(split, f"{count:,}", *numbers, truncated)
-    console.print(table)
-    if "train_tokens_total" in report.stats:
-        total, epochs = report.stats["train_tokens_total"], report.stats.get("epochs", 1)
-        msg = f"training sees {total:,} tokens ({epochs} epoch(s), after truncation)"
-        console.print(msg, highlight=False)

@@ -11,16 +11,17 @@ from typing import Any
 from tailor.config import ConfigError, DataConfig, RunConfig
 from tailor.data.batching import Encoded
 from tailor.data.check import (
-    DataReport,
     check_label_coverage,
     check_schema,
     find_duplicates,
+    key_text,
     normalize_text,
     token_statistics,
 )
 from tailor.data.readers import CONFIG, DataError, Problem, apply_field_map, read_records
 from tailor.data.split import record_id, split_records
-from tailor.tasks.base import Task, encode_split
+from tailor.data.summary import DataReport
+from tailor.tasks.base import Task, encode_split, split_units
 
 SPLITS = ("train", "validation", "test")
 
@@ -69,28 +70,63 @@ def _blocking(problems: list[Problem]) -> bool:
 
 
 def drop_leaks(parts: dict[str, list[dict]], key: Callable[[dict], str], names: list[str]) -> list[Problem]:
-    """After tailor's own split: remove evaluation records that duplicate a training record (a warning each)."""
+    """After tailor's own split: remove evaluation records that duplicate a training record (a warning each).
+
+    Records whose key cannot be read (a missing field) are never taken for copies of each other: the schema
+    checks report them wherever the split put them.
+    """
     seen: dict[str, dict] = {}
     for r in parts["train"]:
-        seen.setdefault(normalize_text(str(key(r))), r)
+        norm = normalize_text(key_text(key, r))
+        if norm:
+            seen.setdefault(norm, r)
     problems = []
     for name in names:
         kept = []
         for r in parts[name]:
-            twin = seen.get(normalize_text(str(key(r))))
+            twin = seen.get(normalize_text(key_text(key, r)) or "\0none")
             if twin is None:
                 kept.append(r)
                 continue
             problems.append(Problem("warning", r.get("_file", "?"), r.get("_line"), None,
                                     f"left out of {name}: duplicates train line {twin.get('_line')} "
-                                    "(tailor made this split, so it keeps the copy in train to avoid leakage)"))
+                                    "(tailor made this split, so it keeps the copy in train to avoid leakage)",
+                                    kind=f"copy of a train record left out of {name}"))
         parts[name] = kept
     return problems
 
 
+def drop_train_copies(splits: dict[str, list[dict]], key: Callable[[dict], str]) -> list[Problem]:
+    """data.leakage: drop - remove training records that duplicate a validation or test record (a warning each);
+    the evaluation files stay as they are."""
+    evaluated: dict[str, tuple[str, dict]] = {}
+    for name in ("validation", "test"):
+        for r in splits.get(name, []):
+            norm = normalize_text(key_text(key, r))
+            if norm:
+                evaluated.setdefault(norm, (name, r))
+    kept, problems = [], []
+    for r in splits["train"]:
+        twin = evaluated.get(normalize_text(key_text(key, r)) or "\0none")
+        if twin is None:
+            kept.append(r)
+            continue
+        name, o = twin
+        problems.append(Problem("warning", r.get("_file", "?"), r.get("_line"), None,
+                                f"left out of train: the same example is {name} line {o.get('_line')} of "
+                                f"{o.get('_file', '?')} (data.leakage: drop)", kind="leakage dropped from train"))
+    splits["train"] = kept
+    return problems
+
+
 def read_splits(data: DataConfig, seed: int, stratify: str | None,
-                key: Callable[[dict], str] = lambda r: str(r.get("text", ""))) -> tuple[dict[str, list[dict]], list[Problem], dict[str, str]]:
-    """Records per split: the given files, or a seeded split of the training file(s)."""
+                key: Callable[[dict], str] = lambda r: str(r.get("text", "")),
+                units: Callable[[list[dict]], list[dict]] | None = None) -> tuple[dict[str, list[dict]], list[Problem], dict[str, str]]:
+    """Records per split: the given files, or a seeded split of the training file(s).
+
+    `units` turns the training records into the units tailor's own split deals out (language modelling:
+    long documents cut into pieces of tokens, so that one long text can still be split).
+    """
     problems: list[Problem] = []
     files: dict[str, str] = {}
     if not data.train:
@@ -102,8 +138,10 @@ def read_splits(data: DataConfig, seed: int, stratify: str | None,
     if missing and not _blocking(problems):
         sizes = {s: (getattr(data.split, s) if s in missing else 0) for s in ("validation", "test")}
         sizes = {k: int(v) if v >= 1 else v for k, v in sizes.items()}
+        records = units(splits["train"]) if units is not None and not any(p.severity == "error" for p in problems) \
+            else splits["train"]
         try:
-            parts = split_records(splits["train"], sizes["validation"], sizes["test"], seed, stratify=stratify)
+            parts = split_records(records, sizes["validation"], sizes["test"], seed, stratify=stratify)
         except DataError as e:
             return splits, problems + e.problems, files
         problems += drop_leaks(parts, key, missing)
@@ -120,13 +158,20 @@ def prepare(cfg: RunConfig, data: DataConfig, task: Task, tok: Any, max_length: 
     schema = task.schema()
     label_field = next((f.name for f in schema.fields if f.kind == "label"), None)
     key = getattr(task, "dedup_key", None) or (lambda r: str(r.get("text", "")))
-    splits, problems, files = read_splits(data, cfg.seed, label_field, key)
+    splits, problems, files = read_splits(data, cfg.seed, label_field, key,
+                                          units=lambda recs: split_units(task, recs, tok, max_length))
+    leakage: dict = {}
     if not _blocking(problems):
+        dropped = drop_train_copies(splits, key) if data.leakage == "drop" else []
         for recs in splits.values():
             problems += check_schema(recs, schema)
         if label_field:
             problems += check_label_coverage(splits, label_field)
-        problems += find_duplicates(splits, key)
+        found = find_duplicates(splits, key, data.leakage)
+        problems += dropped + found
+        kept = sum(p.kind == "leakage" for p in found)
+        if dropped or kept:
+            leakage = {"setting": data.leakage, "dropped_from_train": len(dropped), "kept": kept}
     errors = [p for p in problems if p.severity == "error"]
     if errors:
         raise DataError(problems)
@@ -138,7 +183,7 @@ def prepare(cfg: RunConfig, data: DataConfig, task: Task, tok: Any, max_length: 
         raise DataError(problems)
     lengths = {name: enc.fields.get("full_length", enc.lengths) for name, enc in encoded.items()}
     stats = token_statistics(lengths, max_length, epochs=cfg.train.epochs)
-    report = DataReport(problems=problems, stats=stats, splits={k: len(v) for k, v in splits.items()})
+    report = DataReport(problems=problems, stats=stats, splits={k: len(v) for k, v in splits.items()}, leakage=leakage)
     return Prepared(records=splits, encoded=encoded, report=report, files=files)
 
 

@@ -34,6 +34,7 @@ class Problem:
     line: int | None
     field: str | None
     message: str
+    kind: str | None = None  # what sort of problem, for summaries ("duplicate", "leakage", ...)
 
     def __str__(self) -> str:
         where = self.file if self.line is None else f"{self.file}:{self.line}"
@@ -266,35 +267,45 @@ def _unquote_tsv(value: str) -> str:
 def _iter_delimited(path: Path, name: str, problems: list[Problem], tsv: bool) -> Iterator[dict]:
     """CSV (quoted as Excel does) or TSV (no quoting: values hold no tabs or line breaks); a header row.
 
-    Line numbers are row numbers with the header as row 1, as a spreadsheet shows them.
+    Line numbers are the file's lines, as an editor shows them: a quoted CSV value may span several lines,
+    and its record is reported at the line where it starts.
     """
     utf8 = _Utf8(name)
     csv.field_size_limit(max(csv.field_size_limit(), 1 << 30))  # long documents are normal here
     text = (t for _, t in _lines(path, utf8))
     reader = csv.reader(text, delimiter="\t", quoting=csv.QUOTE_NONE) if tsv else csv.reader(text)
-    how = "values must not contain tabs (save as CSV or JSONL if they do)"
-    how = how if tsv else 'quote values that contain commas, e.g. "like, this"'
     header: list[str] | None = None
-    row_no = 0
+    line = 1  # where the next record starts
     try:
-        for row_no, row in enumerate(reader, 1):
+        for row in reader:
+            start, line = line, reader.line_num + 1
             if not row:
                 continue
             if tsv:
                 row = [_unquote_tsv(v) for v in row]
             if header is None:
                 header = row
-                problems += _header_problems(header, name, row_no)
+                problems += _header_problems(header, name, start)
                 continue
             extra = row[len(header) :]
             if len(row) < len(header) or any(v.strip() for v in extra):
-                msg = f"row has {len(row)} values but the header has {len(header)} columns; {how}"
-                problems.append(_error(name, row_no, msg))
+                problems.append(_error(name, start, _width_problem(len(row), len(header), tsv)))
                 continue
-            yield _record(dict(zip(header, row, strict=False)), row_no, name)
+            yield _record(dict(zip(header, row, strict=False)), start, name)
     except csv.Error as e:
-        problems.append(_error(name, row_no + 1, f"cannot be parsed as {path.suffix[1:]}: {e}"))
+        problems.append(_error(name, line, f"cannot be parsed as {path.suffix[1:]}: {e}"))
     problems += utf8.problems()
+
+
+def _width_problem(values: int, columns: int, tsv: bool) -> str:
+    """A row with too few values (one is missing) or too many (a separator inside a value)."""
+    msg = f"row has {values} values but the header has {columns} columns; "
+    if values < columns:
+        sep = "tab" if tsv else "comma"
+        return msg + f"a value is missing: give every column a value (an empty one still needs its {sep})"
+    if tsv:
+        return msg + "values must not contain tabs (save as CSV or JSONL if they do)"
+    return msg + 'quote values that contain commas, e.g. "like, this"'
 
 
 def _header_problems(header: list[str], name: str, row: int) -> list[Problem]:
@@ -393,7 +404,7 @@ def _data_files(path: str | Path, problems: list[Problem]) -> list[tuple[Path, s
         if skipped:
             shown = ", ".join(skipped[:5]) + (" ..." if len(skipped) > 5 else "")
             msg = f"skipped {len(skipped)} file(s) that are not data files: {shown}"
-            problems.append(Problem("warning", name, None, None, msg))
+            problems.append(Problem("warning", name, None, None, msg, kind="files skipped"))
         if not data:
             problems.append(_error(name, None, f"the folder holds no data files ({_KNOWN})"))
         return [(p, str(p)) for p in data]

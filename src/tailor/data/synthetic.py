@@ -20,6 +20,8 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from tailor.data.check import normalize_text
+
 # ----------------------------------------------------------------------------- the world
 
 
@@ -2349,27 +2351,49 @@ _INTENTS: dict[str, tuple[str, ...]] = {
 INTENT_LABELS = tuple(_INTENTS)
 
 
+def _unseen(seen: set[str], text: str) -> bool:
+    """True (and remembered) unless `text` repeats an earlier record's, as tailor's duplicate check compares them
+    (ignoring case, punctuation and spacing): generated data sets hold no accidental duplicates."""
+    norm = normalize_text(text)
+    if norm in seen:
+        return False
+    seen.add(norm)
+    return True
+
+
+_TRIES = 200  # draws for a record that is not a copy of an earlier one (then a copy is kept)
+
+
 def intent_records(world: World, n: int, seed: int) -> list[dict]:
-    """Customer support messages {"text", "label"} over the intents in `INTENT_LABELS`, balanced."""
+    """Customer support messages {"text", "label"} over the intents in `INTENT_LABELS`, balanced, all different."""
     rng = random.Random(f"intent:{seed}")
-    records = []
+    records, seen = [], set[str]()
     for label in _balanced(rng, INTENT_LABELS, n):
-        p, p2 = rng.sample(world.products, 2)
-        o = rng.choice(world.orders)
-        fault = _fill(rng, rng.choice(_faults(p)))
-        s = {**_slots(world), "number": o.number, "name": p.name, "name2": p2.name, "noun": p.noun,
-             "use": _CATALOGUE[p.category]["uses"], "feature": p.features, "date": _date(rng),
-             "town": _TOWNS, "store": world.stores, "Fault": fault[:1].upper() + fault[1:],
-             "day": ("Friday", "the weekend", "Monday", "next week"),
-             "Relative": ("My sister", "My dad", "A friend", "My partner", "My aunt")}
-        text = say(rng, _INTENTS[label], **s)
-        if rng.random() < 0.35:
-            text = _lead(say(rng, ("{hello}, ", "Hi team, ", "Hello {short}, ", "{hello}. "), **s), text)
-        if rng.random() < 0.3:
-            text += say(rng, (" {thanks}.", " {thanks}!", " {thanks}, {first}", " Please help."),
-                        first=o.customer.split()[0])
+        for _ in range(_TRIES):
+            text = _intent_message(world, rng, label)
+            if _unseen(seen, text):
+                break
         records.append({"text": text, "label": label})
     return records
+
+
+def _intent_message(world: World, rng: random.Random, label: str) -> str:
+    """One customer message with the given intent."""
+    p, p2 = rng.sample(world.products, 2)
+    o = rng.choice(world.orders)
+    fault = _fill(rng, rng.choice(_faults(p)))
+    s = {**_slots(world), "number": o.number, "name": p.name, "name2": p2.name, "noun": p.noun,
+         "use": _CATALOGUE[p.category]["uses"], "feature": p.features, "date": _date(rng),
+         "town": _TOWNS, "store": world.stores, "Fault": fault[:1].upper() + fault[1:],
+         "day": ("Friday", "the weekend", "Monday", "next week"),
+         "Relative": ("My sister", "My dad", "A friend", "My partner", "My aunt")}
+    text = say(rng, _INTENTS[label], **s)
+    if rng.random() < 0.35:
+        text = _lead(say(rng, ("{hello}, ", "Hi team, ", "Hello {short}, ", "{hello}. "), **s), text)
+    if rng.random() < 0.3:
+        text += say(rng, (" {thanks}.", " {thanks}!", " {thanks}, {first}", " Please help."),
+                    first=o.customer.split()[0])
+    return text
 
 
 SYSTEM_PROMPT = ("You are the customer support assistant for {company}. Answer questions about products, "
@@ -2397,18 +2421,27 @@ def support_chat_records(world: World, n: int, seed: int) -> list[dict]:
     """Chats {"messages": [system, user, assistant, ...]}, 1-3 turns, answers in fixed phrasing."""
     rng = random.Random(f"chat:{seed}")
     system = {"role": "system", "content": SYSTEM_PROMPT.format(company=world.company)}
-    records = []
+    records, seen = [], set[str]()
     for _ in range(n):
-        messages, last, asked = [system], None, list[str]()
-        for i in range(rng.choice((1, 1, 2, 2, 3))):
-            question, answer, last = _chat_turn(world, rng, last, asked)
-            if i == 0 and rng.random() < 0.3:
-                question = _lead(say(rng, "{hello}, "), question)
-            elif i and rng.random() < 0.5:
-                question = _lead(rng.choice(("And ", "Thanks. ", "Also, ", "OK. ")), question)
-            messages += [{"role": "user", "content": question}, {"role": "assistant", "content": answer}]
+        for _ in range(_TRIES):
+            messages = _chat(world, rng, system)
+            if _unseen(seen, "\n".join(m["content"] for m in messages[1:])):
+                break
         records.append({"messages": messages})
     return records
+
+
+def _chat(world: World, rng: random.Random, system: dict) -> list[dict]:
+    """One conversation: the system prompt, then 1-3 (question, answer) turns."""
+    messages, last, asked = [system], None, list[str]()
+    for i in range(rng.choice((1, 1, 2, 2, 3))):
+        question, answer, last = _chat_turn(world, rng, last, asked)
+        if i == 0 and rng.random() < 0.3:
+            question = _lead(say(rng, "{hello}, "), question)
+        elif i and rng.random() < 0.5:
+            question = _lead(rng.choice(("And ", "Thanks. ", "Also, ", "OK. ")), question)
+        messages += [{"role": "user", "content": question}, {"role": "assistant", "content": answer}]
+    return messages
 
 
 _QA_QUESTIONS = {
@@ -2478,10 +2511,12 @@ def _qa_question(world: World, rng: random.Random, context: str, facts: list) ->
 
 
 def qa_records(world: World, n: int, seed: int, long_contexts: bool = False,
-               unanswerable: bool = False) -> list[dict]:
-    """SQuAD-style extractive QA over policy pages and product pages (long: several joined, 600-1500 words)."""
+               unanswerable: bool = False, seen: set[str] | None = None) -> list[dict]:
+    """SQuAD-style extractive QA over policy pages and product pages (long: several joined, 600-1500 words);
+    no two ask the same question of the same page (nor of a page in `seen`, which receives theirs)."""
     rng = random.Random(f"qa:{seed}:{long_contexts}:{unanswerable}")
     records: list[dict] = []
+    seen = set[str]() if seen is None else seen
     while len(records) < n:
         context, facts = _assemble(_qa_context(world, rng, long_contexts))
         if unanswerable and rng.random() < 0.1:
@@ -2489,6 +2524,8 @@ def qa_records(world: World, n: int, seed: int, long_contexts: bool = False,
         elif not facts:
             continue
         question, answer, start = _qa_question(world, rng, context, facts)
+        if not _unseen(seen, f"{question}\n{context}"):  # the same question on the same page: draw again
+            continue
         assert start < 0 or context[start : start + len(answer)] == answer, (answer, start)
         records.append({
             "id": f"qa-{'long-' if long_contexts else ''}{seed}-{len(records):05d}", "context": context,
@@ -2520,7 +2557,8 @@ def write_demo_data(out_dir: str | Path, seed: int = 1) -> dict[str, Path]:
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     world = build_world(0)
-    qa = qa_records(world, 600, seed) + qa_records(world, 200, seed, long_contexts=True)
+    seen = set[str]()
+    qa = qa_records(world, 600, seed, seen=seen) + qa_records(world, 200, seed, long_contexts=True, seen=seen)
     random.Random(f"demo:{seed}").shuffle(qa)
     paths = {
         "reviews": _write_jsonl(out / "reviews.jsonl", sentiment_records(world, 1200, seed)),

@@ -17,7 +17,7 @@ from rich.table import Table
 
 from tailor.data.split import load_split, record_id
 from tailor.evaluate.confusion import classification_sections
-from tailor.rundir import read_jsonl
+from tailor.rundir import read_jsonl, unfinished
 from tailor.tasks.base import LOWER_IS_BETTER
 
 PREDICTIONS = "predictions.jsonl"
@@ -44,8 +44,9 @@ def prediction_rows(task: Any, records: list[dict], index: Any, base: dict | Non
     return out
 
 
-def write_predictions(path: Path, rows: list[dict]) -> None:
-    with path.open("w") as fh:
+def write_predictions(path: Path, rows: list[dict], replace: bool = True) -> None:
+    """predictions JSONL; with replace=False an existing file is never overwritten (FileExistsError)."""
+    with path.open("w" if replace else "x") as fh:
         for r in rows:
             fh.write(json.dumps(r, ensure_ascii=False, default=str) + "\n")
 
@@ -71,7 +72,7 @@ class Comparison:
 def _metrics_of(run: Path) -> dict:
     path = run / "metrics.json"
     if not path.is_file():
-        raise CompareError(f"{run} is not a finished run (no metrics.json); give a run directory such as runs/sentiment-001")
+        raise CompareError(unfinished(run))
     return json.loads(path.read_text())
 
 
@@ -122,6 +123,7 @@ def compare_runs(run: Path, other: Path | None = None, limit: int = 10) -> Compa
         pairs = [(r, r.get("baseline"), r.get("fine_tuned")) for r in rows]
     else:
         theirs = _metrics_of(other)
+        _same_task(run, metrics, other, theirs)
         cmp = Comparison((run.name, other.name), split,
                          _scalars(metrics["fine_tuned"].get(split, {}), theirs["fine_tuned"].get(split, {})))
         cmp.note = _split_note(run, other, split)
@@ -131,6 +133,26 @@ def compare_runs(run: Path, other: Path | None = None, limit: int = 10) -> Compa
         cmp.note = (cmp.note + "; " if cmp.note else "") + f"no per-example predictions in {run / PREDICTIONS}"
     _changes(pairs, cmp, limit)
     return cmp
+
+
+def _same_task(run: Path, mine: dict, other: Path, theirs: dict) -> None:
+    """Two runs compare only on the same task, scored with the same metrics; else CompareError."""
+    a, b = mine.get("task"), theirs.get("task")
+    names = set(mine.get("fine_tuned", {}).get(_split_of(mine), {})) & set(theirs.get("fine_tuned", {}).get(_split_of(theirs), {}))
+    if a != b or not names:
+        raise CompareError(f"cannot compare {run} ({a}) with {other} ({b}): "
+                           + ("they are different tasks, scored with different metrics" if a != b else "they share no metric")
+                           + "; compare runs of the same task (or each run with its own baseline: tailor compare RUN)")
+
+
+def to_json(cmp: Comparison) -> dict:
+    """The comparison for scripts: stable keys, metric rows as objects."""
+    a, b = cmp.names
+    return {"a": a, "b": b, "split": cmp.split, "note": cmp.note,
+            "metrics": [{"metric": k, "a": x, "b": y, "change": None if x is None or y is None else y - x}
+                        for k, x, y in cmp.metrics],
+            "examples": cmp.n_compared, "fixed": cmp.n_fixed, "broken": cmp.n_broken, "other_changes": cmp.n_other,
+            "fixed_examples": cmp.fixed, "broken_examples": cmp.broken}
 
 
 def _split_note(run: Path, other: Path, split: str) -> str | None:

@@ -111,6 +111,13 @@ def write_report(run: Path, summary: dict, extra_sections: list[str] = ()) -> Pa
     for section in extra_sections:
         lines += [section, ""]
     data = m.get("data", {})
+    leak = data.get("leakage")
+    if leak:  # the user's files shared examples between train and validation/test, and data.leakage said what to do
+        done = (f"{leak['dropped_from_train']} training records that repeat a validation/test example were left out "
+                "of training" if leak["setting"] == "drop" else
+                f"{leak['kept']} validation/test examples are also in the training data and were kept: their scores "
+                "are not those of unseen examples")
+        lines += ["## Leakage", "", f"- data.leakage: **{leak['setting']}**: {done} (listed in data.json)", ""]
     if data.get("warnings"):
         lines += ["## Data warnings", ""] + [f"- {w}" for w in data["warnings"][:20]] + [""]
     path = run / "report.md"

@@ -21,6 +21,7 @@ from transformers import (
 
 from tailor.config import ArchConfig, ModelConfig
 from tailor.models.gguf import GGUFError, converted_dir, file_hash, find_gguf
+from tailor.rundir import is_run_dir, unfinished
 
 TINY_DIR = Path(__file__).resolve().parent.parent / "assets" / "tailor-tiny"
 
@@ -47,6 +48,23 @@ class Source:
         return self._hash
 
 
+def hub_reachable(timeout: float = 2.5) -> bool:
+    """Can this machine open a connection to the Hugging Face hub (HF_ENDPOINT) within `timeout` seconds?
+    False at once in offline mode (HF_HUB_OFFLINE)."""
+    import os
+    import socket
+    from urllib.parse import urlparse
+
+    if os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes", "on"):
+        return False
+    url = urlparse(os.environ.get("HF_ENDPOINT") or "https://huggingface.co")
+    try:
+        socket.create_connection((url.hostname, url.port or (80 if url.scheme == "http" else 443)), timeout=timeout).close()
+        return True
+    except OSError:
+        return False
+
+
 def locate(cfg: ModelConfig) -> Source:
     """Decide where the model comes from, without loading it."""
     if cfg.arch is not None:
@@ -71,19 +89,52 @@ def locate(cfg: ModelConfig) -> Source:
             raise ModelLoadError(f"model.path {ref} is a file but not a GGUF model (.gguf); point it at a model "
                                  "directory (config.json + safetensors), a .gguf file, or a tailor run")
         if (p / "tailor.json").is_file() and (p / "model").is_dir():
+            model = p / "model"
+            if (model / "adapter_config.json").is_file() and not (model / "adapter_model.safetensors").is_file():
+                found = ", ".join(sorted(f.name for f in model.glob("adapter_model*"))) or "no adapter weights"
+                raise ModelLoadError(f"model.path {ref}: the LoRA adapter in {model} is not in safetensors format "
+                                     f"({found}); tailor never unpickles weights (a pickle can run code). Save the "
+                                     "adapter as adapter_model.safetensors (peft: save_pretrained(..., "
+                                     "safe_serialization=True)) or train the run again")
             run = json.loads((p / "tailor.json").read_text())
             lineage = run.get("lineage", []) + [{"run": str(p.resolve()), "task": run.get("task")}]
-            return Source("run", str(p / "model"), run=run, lineage=lineage)
+            return Source("run", str(model), run=run, lineage=lineage)
         if (p / "config.json").is_file():
             return Source("dir", str(p))
+        if is_run_dir(p):  # a run that has no model yet: still training, or stopped
+            raise ModelLoadError(f"model.path: {unfinished(p)}")
         raise ModelLoadError(
             f"model.path {ref} is a directory but not a model: it has no config.json "
             "(a Hugging Face model directory) and no tailor.json (a tailor run)"
         )
+    if ref.lower().endswith(".gguf"):
+        hint = "; fetch SmolLM2-135M-Instruct with: bash benchmarks/get_smollm2.sh" if "SmolLM2" in ref else ""
+        raise ModelLoadError(f"model.path {ref}: no such GGUF file{hint}")
     looks_local = ref.startswith((".", "/", "~")) or ref.count("/") > 1 or ref.endswith((".yaml", ".json"))
     if looks_local:
         raise ModelLoadError(f"model.path {ref}: no such directory")
-    return Source("hub", ref)
+    if hub_reachable():
+        return Source("hub", ref)
+    cached = _hub_cache_dir(cfg)
+    if cached is not None:  # offline, but downloaded before: load the cached copy without trying the network
+        return Source("dir", cached)
+    local = f"there is no folder {ref!r} here ({Path.cwd()}); " if "/" not in ref else ""
+    raise ModelLoadError(
+        f"model.path {ref}: {local}as a Hugging Face hub id it cannot be downloaded: the hub is not reachable "
+        "(no network, or HF_HUB_OFFLINE is set) and the model is not in the local cache. Give a local model "
+        "folder (one with config.json), or download the model where there is network"
+    )
+
+
+def _hub_cache_dir(cfg: ModelConfig) -> str | None:
+    """The local Hugging Face cache's copy of a hub model (the folder of its config.json), or None."""
+    from huggingface_hub import try_to_load_from_cache
+
+    try:
+        found = try_to_load_from_cache(cfg.path, "config.json", revision=cfg.revision)
+    except ValueError:  # not a valid repo id
+        return None
+    return str(Path(found).parent) if isinstance(found, str) else None
 
 
 def build_scratch(arch: ArchConfig, tokenizer: PreTrainedTokenizerBase) -> PreTrainedModel:
@@ -194,10 +245,11 @@ def load(cfg: ModelConfig) -> tuple[PreTrainedModel, PreTrainedTokenizerBase, So
 def _explain(src: Source, e: Exception) -> str:
     first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
     if src.kind == "hub":
+        local = f"there is no folder '{src.location}' here ({Path.cwd()}), and " if "/" not in src.location else ""
         return (
-            f"could not load '{src.location}': it is not a local directory, and the Hugging Face hub "
-            f"could not provide it ({first}). Without network access, download the model elsewhere and "
-            "set model.path to the local directory that holds config.json and model.safetensors"
+            f"could not load '{src.location}': {local}the Hugging Face hub could not provide it ({first}). "
+            "If you meant a local folder, check the path; without network access, download the model elsewhere "
+            "and set model.path to the local directory that holds config.json and model.safetensors"
         )
     return f"could not load the model in {src.location}: {first}"
 

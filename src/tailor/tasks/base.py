@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import contextlib
+import contextvars
+from collections.abc import Callable, Iterator
 from typing import Any, Protocol
 
 import numpy as np
@@ -58,6 +60,26 @@ def encode_split(task: Task, records: list[dict], tok: Any, max_length: int) -> 
     return from_examples((task.encode(r, tok, max_length) for r in records), index=range(len(records)))
 
 
+def split_units(task: Task, records: list[dict], tok: Any, max_length: int) -> list[dict]:
+    """The units tailor's own train / validation / test split deals out: the records themselves, unless the task
+    says otherwise (language modelling cuts very long documents into pieces of tokens)."""
+    custom = getattr(task, "split_units", None)
+    return custom(records, tok, max_length) if custom is not None else records
+
+
+_on_batch: contextvars.ContextVar[Callable[[int], None] | None] = contextvars.ContextVar("eval_progress", default=None)
+
+
+@contextlib.contextmanager
+def eval_progress(advance: Callable[[int], None]) -> Iterator[None]:
+    """Within the block, evaluate_task calls advance(n) after each batch of n examples (a progress display)."""
+    token = _on_batch.set(advance)
+    try:
+        yield
+    finally:
+        _on_batch.reset(token)
+
+
 def batch_order(task: Task, data: Encoded, batch_size: int, seed: int, epoch: int) -> list[np.ndarray]:
     """One epoch's training batches: the task's own order if it has one (multitask: one task per batch),
     else length-bucketed; either way a function of seed and epoch only, so a resumed run finds its place."""
@@ -101,6 +123,8 @@ def evaluate_task(task: Task, model: Any, data: Encoded, batch_size: int, pad_id
             references += task.references(batch)
             if keep is not None:
                 rows += batch["row"].tolist()
+            if (advance := _on_batch.get()) is not None:
+                advance(int(batch["input_ids"].shape[0]))
     if keep is not None:
         keep.update(rows=rows, predictions=predictions, references=references)
     return task.metrics(predictions, references)

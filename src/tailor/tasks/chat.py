@@ -125,7 +125,8 @@ class ChatTask:
         if prompt_len >= max_length:
             self.problems.append(Problem("warning", file, line, None,
                                          f"the last assistant reply starts after token {max_length} (data.max_length); "
-                                         "it is trained on earlier replies only and scored from a cut prompt"))
+                                         "it is trained on earlier replies only and scored from a cut prompt",
+                                         kind="last reply past data.max_length"))
         labels = [t if m else IGNORE for t, m in zip(ids, mask, strict=False)]
         self.refs.append(self.references_of(record, messages))
         self.prompts.append(self.prompt_of(record, messages))

@@ -142,7 +142,8 @@ class ExtractiveQA:
         file, line = where(r)
         if len(prefix) > max_length // 2:
             self.problems.append(Problem("warning", file, line, "question", f"longer than half of data.max_length "
-                                         f"({len(prefix)} tokens); only its first {max_length // 2} tokens are kept"))
+                                         f"({len(prefix)} tokens); only its first {max_length // 2} tokens are kept",
+                                         kind="question cut to half of data.max_length"))
             prefix = prefix[: max_length // 2]
         size = max_length - len(prefix) - 1
         rid = len(self.contexts)

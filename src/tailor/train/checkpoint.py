@@ -101,7 +101,7 @@ def recover_dir(final: Path) -> Path | None:
     """After a crash: the newest complete copy of `final` (it, .tmp or .old) moved to `final`; None if none."""
     tmp, old = final.with_name(final.name + ".tmp"), final.with_name(final.name + ".old")
     if not is_complete(final):
-        source = tmp if is_complete(tmp) else old if is_complete(old) else None
+        source = newest_complete(final)
         if source is None:
             return None
         shutil.rmtree(final, ignore_errors=True)
@@ -186,11 +186,21 @@ def save_checkpoint(path: Path, model: nn.Module, opt: torch.optim.Optimizer,
     write_dir(path, write, loop_state.get("step"))
 
 
+def newest_complete(final: Path) -> Path | None:
+    """The copy that `recover_dir` would put at `final` (it, .tmp or .old), or None; nothing is moved."""
+    tmp, old = final.with_name(final.name + ".tmp"), final.with_name(final.name + ".old")
+    return next((p for p in (final, tmp, old) if is_complete(p)), None)
+
+
 def checkpoint_step(path: Path) -> int | None:
-    """The step of the complete checkpoint at `path` (recovering a crashed save first), or None."""
-    if recover_dir(path) is None:
+    """The step of the newest complete checkpoint at `path` (or its .tmp / .old copy after a crash), or None.
+
+    It only reads: a live run may be writing there. The process that holds the run recovers (recover_dir).
+    """
+    found = newest_complete(path)
+    if found is None:
         return None
-    return json.loads((path / STATE).read_text())["loop"]["step"]
+    return json.loads((found / STATE).read_text())["loop"]["step"]
 
 
 def load_checkpoint(path: Path, model: nn.Module, opt: torch.optim.Optimizer,

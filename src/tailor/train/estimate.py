@@ -10,7 +10,7 @@ from accelerate import Accelerator
 
 from tailor.config import RunConfig
 from tailor.data.batching import Encoded, bucketed_order, iterate
-from tailor.data.check import estimate_time
+from tailor.data.summary import estimate_time
 from tailor.models.heads import TailorModel
 from tailor.models.load import load_backbone, load_tokenizer_for
 from tailor.strategies import apply_strategy

@@ -25,6 +25,7 @@ from tailor.train.checkpoint import (
     fault_point,
     load_checkpoint,
     load_weights,
+    recover_dir,
     save_checkpoint,
     save_weights,
 )
@@ -197,6 +198,7 @@ def fit(
         log_to_trackers(acc, cfg, row)
 
     reset_peak_memory()
+    wall = (time.perf_counter(), state.step)  # this process's start: elapsed and ETA on piped step lines
     progress = _progress(console, total)
     bar = progress.add_task("train", total=total, completed=state.step, loss=float("nan"), lr=0.0, tps=0.0)
     micro_losses: list[torch.Tensor] = []  # this optimiser step's batch losses (always none at a checkpoint)
@@ -241,8 +243,9 @@ def fit(
                     row = {"step": state.step, "epoch": round(state.step / steps_per_epoch, 3), "loss": mean,
                            "lr": lr_now, "tokens_per_second": round(tps, 1)}
                     record(row | ({"skipped_steps": state.skipped_steps} if state.skipped_steps else {}))
-                    if not console.is_terminal:
-                        console.print(f"step {state.step}/{total}  loss {mean:.4f}  lr {lr_now:.2e}  {tps:,.0f} tok/s")
+                    if not console.is_terminal:  # piped: a plain line per log step, with the time so far and to go
+                        console.print(f"step {state.step}/{total}  loss {mean:.4f}  lr {lr_now:.2e}  {tps:,.0f} tok/s  "
+                                      f"{_timing(wall, state.step, total)}", highlight=False)
                     state.running_loss, state.running_n = 0.0, 0
                 if valid is not None and len(valid) and (state.step % eval_every == 0 or state.step == total):
                     _evaluate(task, model, valid, cfg, pad_id, acc, state, record, best_path, console)
@@ -281,7 +284,7 @@ def _set_memory_options(model: TailorModel, tc: TrainConfig) -> None:
 
 def _resume(last: Path, model: TailorModel, opt: torch.optim.Optimizer, sched, console: Console) -> LoopState:
     """The loop state of the last complete checkpoint (weights, optimiser, scheduler, RNG restored); fresh if none."""
-    if checkpoint_step(last) is None:
+    if recover_dir(last) is None:  # after a crash mid-save: the newest complete copy, put back in place
         return LoopState()
     state = LoopState(**load_checkpoint(last, model, opt, sched))
     state.resumed_from.append(state.step)
@@ -410,6 +413,19 @@ def _disk_full(e: OSError, path: Path, step: int, run_dir: Path | None = None) -
     run = run_dir or path.parent.parent
     return TrainingStopped(f"disk full while saving {path} at step {step}; nothing was overwritten and {kept}. "
                            f"Free some disk space, then: tailor resume {run}")
+
+
+def _clock(seconds: float) -> str:
+    seconds = int(seconds)
+    return f"{seconds // 3600}:{seconds // 60 % 60:02d}:{seconds % 60:02d}"
+
+
+def _timing(wall: tuple[float, int], step: int, total: int) -> str:
+    """'elapsed 0:01:05  eta 0:03:10' from this process's start time and first step (a resumed run starts later)."""
+    elapsed = time.perf_counter() - wall[0]
+    done = step - wall[1]
+    eta = _clock(elapsed / done * (total - step)) if done > 0 else "?"
+    return f"elapsed {_clock(elapsed)}  eta {eta}"
 
 
 def _progress(console: Console, total: int) -> Progress:
