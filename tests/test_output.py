@@ -54,5 +54,6 @@ def test_train_prints_no_library_progress_bars_or_length_warnings(tmp_path, tiny
     for noise in ("Loading weights", "Token indices sequence length", "it/s]"):
         assert noise not in both, noise
     assert "strategy full" in both
-    loud = tailor("train", path, env={"TAILOR_VERBOSE": "1"})  # the same run, libraries left alone: the noise is there
+    # the same run with the libraries left alone (the env may hold what an in-process CLI test set): the noise is there
+    loud = tailor("train", path, env={"TAILOR_VERBOSE": "1", "TRANSFORMERS_VERBOSITY": "warning"})
     assert "Token indices sequence length" in loud.stdout + loud.stderr
