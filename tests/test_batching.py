@@ -36,10 +36,12 @@ def test_batch_widths_come_in_few_shapes_and_never_pass_the_longest_example():
     lengths = random_lengths(seed=3)  # 20..256 tokens; the longest is 256 at most
     enc = from_examples({"input_ids": np.zeros(n, np.int32)} for n in lengths)
     widths = {collate(enc, rows, pad_id=0)["input_ids"].shape[1] for rows in bucketed_order(enc.lengths, 16, 0, 0)}
-    assert all(w % WIDTH_MULTIPLE == 0 or w == enc.longest for w in widths) and max(widths) <= enc.longest
+    step = [WIDTH_MULTIPLE // 2 if w <= 64 else WIDTH_MULTIPLE for w in widths]  # finer below 64 tokens
+    assert all(w % k == 0 or w == enc.longest for w, k in zip(widths, step, strict=True))
+    assert max(widths) <= enc.longest and len(widths) <= 256 // WIDTH_MULTIPLE + 64 // (WIDTH_MULTIPLE // 2)
     short = from_examples([{"input_ids": [1] * 3}, {"input_ids": [1] * 10}, {"input_ids": [1] * 11}])
-    assert collate(short, np.array([0]), 0)["input_ids"].shape == (1, 8)  # 3 rounded up to 8
-    assert collate(short, np.array([0, 1]), 0)["input_ids"].shape == (2, 11)  # 16 would pass the longest (11)
+    assert collate(short, np.array([0]), 0)["input_ids"].shape == (1, 4)  # 3 rounded up to 4
+    assert collate(short, np.array([0, 1]), 0)["input_ids"].shape == (2, 11)  # 12 would pass the longest (11)
 
 
 def test_bucketing_cuts_padding_and_covers_every_example_once():

@@ -13,6 +13,7 @@ from torch import Tensor
 
 from tailor.config import ConfigError
 from tailor.data.batching import IGNORE
+from tailor.models.heads import attention_kernel
 
 FIELDS = ("text", "text_pair")
 
@@ -105,7 +106,8 @@ def logits_at(model: Any, input_ids: Tensor, attention_mask: Tensor, positions: 
     """Next-token logits only at `positions` (B, L) of each row, (B, L, V): no (B, T, V) tensor when avoidable."""
     backbone = model.backbone
     if _forward_accepts_keep(backbone):
-        out = backbone(input_ids=input_ids, attention_mask=attention_mask, use_cache=False, logits_to_keep=positions)
+        with attention_kernel(input_ids, not model.recomputes):
+            out = backbone(input_ids=input_ids, attention_mask=attention_mask, use_cache=False, logits_to_keep=positions)
         if out.logits.shape[:2] == positions.shape:
             return out.logits
     logits = model.logits(input_ids, attention_mask)  # (B, T, V)

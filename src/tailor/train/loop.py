@@ -280,6 +280,7 @@ def _set_memory_options(model: TailorModel, tc: TrainConfig) -> None:
         model.to(torch.bfloat16)
     if tc.gradient_checkpointing:
         model.backbone.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        model.recomputes = True
 
 
 def _resume(last: Path, model: TailorModel, opt: torch.optim.Optimizer, sched, console: Console) -> LoopState:
